@@ -1,0 +1,38 @@
+# minimace — one command to set up and run the main job, one to run every test.
+#   make demo   : create .venv (CPU torch), install minimace, run `minimace demo` on the bundled data
+#   make test   : create both environments if needed, then run every test (python -m pytest)
+PY ?= python3
+VENV := .venv
+MACE_VENV := .venv-mace
+
+.PHONY: demo test setup setup-mace clean
+
+$(VENV)/.stamp: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# CPU build of torch first: an unpinned torch could pull a multi-GB CUDA build.
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+# Second environment for comparisons with the official implementation: mace-torch 0.3.16 pins e3nn 0.4.4.
+$(MACE_VENV)/.stamp: pyproject.toml
+	$(PY) -m venv $(MACE_VENV)
+	$(MACE_VENV)/bin/pip install -q --upgrade pip
+	$(MACE_VENV)/bin/pip install -q torch==2.13.0
+	$(MACE_VENV)/bin/pip install -q mace-torch==0.3.16 pytest nbval ipykernel nbformat nbclient
+	$(MACE_VENV)/bin/pip install -q --no-deps -e .
+	$(MACE_VENV)/bin/pip install -q sympy ase vesin matplotlib ipywidgets tqdm pyyaml hypothesis
+	touch $@
+
+setup: $(VENV)/.stamp
+setup-mace: $(MACE_VENV)/.stamp
+
+demo: $(VENV)/.stamp
+	$(VENV)/bin/minimace demo
+
+test: $(VENV)/.stamp $(MACE_VENV)/.stamp
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(MACE_VENV)
