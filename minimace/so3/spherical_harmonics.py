@@ -96,13 +96,30 @@ def sympy_real_spherical_harmonic(l: int, m: int) -> sp.Expr:
 
 
 def _monomials(l: int) -> list:
-    """Exponents (a, b, c) of the monomials x^a y^b z^c of degree l, in a fixed order."""
-    return [(a, b, l - a - b) for a in range(l, -1, -1) for b in range(l - a, -1, -1)]
+    """Exponents (a, b, c) of the monomials x^a y^b z^c of degree l, in the order ``_monomial_values`` builds.
 
+    M_0 = [1];  M_l = [x * M_{l-1}] + [y * (the last l of M_{l-1}, those free of x)] + [z^l].
+    """
+    if l == 0:
+        return [(0, 0, 0)]
+    prev = _monomials(l - 1)
+    return ([(a + 1, b, c) for a, b, c in prev] + [(a, b + 1, c) for a, b, c in prev[-l:]]
+            + [(0, 0, l)])
+
+
+def _monomial_values(lmax: int, vectors: torch.Tensor) -> torch.Tensor:
+    """All monomials of degree <= lmax, [..., n_mono], by the recursion of ``_monomials``."""
+    xs, ys, zs = vectors[..., 0:1], vectors[..., 1:2], vectors[..., 2:3]
+    m = torch.ones_like(xs)
+    blocks = [m]
+    for l in range(1, lmax + 1):
+        m = torch.cat([m * xs, m[..., -l:] * ys, m[..., -1:] * zs], dim=-1)  # [..., (l+1)(l+2)/2]
+        blocks.append(m)
+    return torch.cat(blocks, dim=-1)
 
 @functools.lru_cache(maxsize=None)
 def _coefficients(lmax: int) -> tuple:
-    """Exponents [n_mono, 3] and float64 coefficients [(lmax+1)**2, n_mono] of all Y_lm, l <= lmax."""
+    """Exact coefficients, as float64 [(lmax+1)**2, n_mono], of all Y_lm, l <= lmax, on the monomials."""
     exps = [e for l in range(lmax + 1) for e in _monomials(l)]
     col = {e: i for i, e in enumerate(exps)}
     coef = torch.zeros((lmax + 1) ** 2, len(exps), dtype=torch.float64)
@@ -111,7 +128,13 @@ def _coefficients(lmax: int) -> tuple:
             poly = sp.Poly(sympy_real_spherical_harmonic(l, m), x, y, z)
             for powers, c in poly.terms():
                 coef[l * l + l + m, col[powers]] = float(sp.N(c, 30))
-    return torch.tensor(exps, dtype=torch.long), coef
+    return coef
+
+
+@functools.lru_cache(maxsize=None)
+def _coefficients_on(lmax: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``_coefficients(lmax).T`` [n_mono, (lmax+1)**2] converted once per dtype and device."""
+    return _coefficients(lmax).T.to(dtype=dtype, device=device).contiguous()
 
 
 def spherical_harmonics(lmax: int, vectors: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -137,12 +160,5 @@ def spherical_harmonics(lmax: int, vectors: torch.Tensor, normalize: bool = True
         raise ValueError(f"vectors must have shape [..., 3], got {tuple(vectors.shape)}")
     if normalize:
         vectors = torch.nn.functional.normalize(vectors, dim=-1)  # same epsilon as e3nn
-    exps, coef = _coefficients(lmax)
-    exps, coef = exps.to(vectors.device), coef.to(dtype=vectors.dtype, device=vectors.device)
-    powers = [torch.ones_like(vectors)]
-    for _ in range(lmax):
-        powers.append(powers[-1] * vectors)  # repeated products: autograd-safe at 0
-    powers = torch.stack(powers, dim=-2)                                # [..., lmax+1, 3]: v_i ** k
-    monomials = (powers[..., exps[:, 0], 0] * powers[..., exps[:, 1], 1]
-                 * powers[..., exps[:, 2], 2])                          # [..., n_mono]
-    return monomials @ coef.T                                           # [..., (lmax+1)**2]
+    monomials = _monomial_values(lmax, vectors)                        # [..., n_mono]
+    return monomials @ _coefficients_on(lmax, vectors.dtype, vectors.device)  # [..., (lmax+1)**2]
