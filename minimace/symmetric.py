@@ -54,7 +54,7 @@ try:
 except ImportError:  # TEMPORARY shim until minimace.so3 provides wigner_3j (same basis as e3nn)
     from e3nn.o3 import wigner_3j
 
-__all__ = ["coupling_basis", "count_couplings", "product_basis", "b_functions", "degree_multisets"]
+__all__ = ["coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets"]
 
 # Measured for all blocks with l_max <= 4, ν <= 4 (l_max <= 3 for ν = 4): dependent residuals <= 7e-16,
 # independent residuals >= 0.13. The thresholds sit far inside that gap.
@@ -96,11 +96,13 @@ def degree_multisets(lmax: int, correlation: int, parity: int | None = None) -> 
     return out
 
 
-def _count_block(ls: tuple[int, ...], L: int) -> int:
-    """Exact multiplicity of ``V_L`` in ``⊗_a Sym^{m_a}(V_{l_a})`` for the degree multiset ``ls``."""
+def _count_block(ls: tuple[int, ...], L: int, pattern: tuple[int, ...] | None = None) -> int:
+    """Exact multiplicity of ``V_L`` in ``⊗_g Sym^{m_g}(V_{l_g})``, one factor per group of equal ``pattern``."""
+    pattern = ls if pattern is None else pattern
     weights = {0: 1}
-    for l, group in itertools.groupby(ls):
-        weights = _multiply_weights(weights, _sym_power_weights(l, len(list(group))))
+    for label in sorted(set(pattern)):
+        group = [l for l, q in zip(ls, pattern) if q == label]
+        weights = _multiply_weights(weights, _sym_power_weights(group[0], len(group)))
     return weights.get(L, 0) - weights.get(L + 1, 0)
 
 
@@ -129,21 +131,23 @@ def _coupling_candidates(ls: tuple[int, ...], L: int) -> list[np.ndarray]:
     return [T for T in partial if T.shape[0] == 2 * L + 1]
 
 
-def _symmetrize_block(T: np.ndarray, ls: tuple[int, ...]) -> np.ndarray:
-    """Average of ``T`` over permutations of the input axes that carry equal degrees."""
-    perms = [s for s in itertools.permutations(range(len(ls))) if all(ls[s[j]] == ls[j] for j in range(len(ls)))]
-    return sum(T.transpose(0, *[1 + s[j] for j in range(len(ls))]) for s in perms) / len(perms)
+def _symmetrize_block(T: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
+    """Average of ``T`` over permutations of the input axes that carry equal labels in ``pattern``."""
+    nu = len(pattern)
+    perms = [s for s in itertools.permutations(range(nu)) if all(pattern[s[j]] == pattern[j] for j in range(nu))]
+    return sum(T.transpose(0, *[1 + s[j] for j in range(nu)]) for s in perms) / len(perms)
 
 
-def _block_basis(ls: tuple[int, ...], L: int) -> list[np.ndarray]:
-    """Orthonormal (block inner product) basis of the symmetric equivariant maps of one degree block."""
-    expected = _count_block(ls, L)
+@functools.lru_cache(maxsize=None)
+def _block_basis(ls: tuple[int, ...], L: int, pattern: tuple[int, ...]) -> np.ndarray:
+    """Orthonormal (block inner product) basis of the equivariant maps of one degree block, symmetric under
+    permutations of equal labels: ``[n, 2L+1, 2l_1+1, ..., 2l_ν+1]``."""
+    expected = _count_block(ls, L, pattern)
+    shape = (2 * L + 1,) + tuple(2 * l + 1 for l in ls)
     kept: list[np.ndarray] = []
-    if expected == 0:
-        return kept
-    for T in _coupling_candidates(ls, L):
+    for T in _coupling_candidates(ls, L) if expected else []:
         scale = np.linalg.norm(T)
-        v = _symmetrize_block(T, ls).ravel()
+        v = _symmetrize_block(T, pattern).ravel()
         for _ in range(2):  # Gram–Schmidt, twice for numerical orthogonality
             for q in kept:
                 v = v - (q @ v) * q
@@ -154,8 +158,37 @@ def _block_basis(ls: tuple[int, ...], L: int) -> list[np.ndarray]:
             kept.append(v / np.linalg.norm(v))
     if len(kept) != expected:
         raise RuntimeError(f"degrees {ls} -> L={L}: found {len(kept)} independent couplings, expected {expected}")
-    shape = (2 * L + 1,) + tuple(2 * l + 1 for l in ls)
-    return [q.reshape(shape) for q in kept]
+    return np.stack(kept).reshape((len(kept),) + shape) if kept else np.zeros((0,) + shape)
+
+
+def coupling_block(ls, L: int, pattern=None, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """Coupling tensors of one ordered degree tuple (the building block of :func:`coupling_basis`).
+
+    Parameters
+    ----------
+    ls : sequence of int
+        Degrees ``(l_1, ..., l_ν)`` of the ν factors, in any order.
+    L : int
+        Output degree.
+    pattern : sequence of hashable, optional
+        Labels of the factors (e.g. ACE's ``(n, z, l)``): the tensors are symmetric under permutations of
+        factors with equal labels, and only those. Default: the degrees themselves (one channel).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n, 2L+1, 2l_1+1, ..., 2l_ν+1]``, orthonormal in the Frobenius inner product,
+        ``n`` = multiplicity of ``V_L`` in the labelled tensor product (exact count).
+    """
+    ls = tuple(int(l) for l in ls)
+    pattern = ls if pattern is None else tuple(pattern)
+    first = {}
+    canonical = tuple(first.setdefault(q, len(first)) for q in pattern)  # e.g. ((1,2),(1,2),(0,3)) -> (0,0,1)
+    for a in range(len(ls)):
+        for b in range(len(ls)):
+            if canonical[a] == canonical[b] and ls[a] != ls[b]:
+                raise ValueError(f"factors with equal labels must have equal degrees: {ls}, {pattern}")
+    return torch.as_tensor(_block_basis(ls, int(L), canonical), dtype=dtype, device=device)
 
 
 def _embed(T: np.ndarray, ls: tuple[int, ...], lmax: int) -> np.ndarray:
@@ -192,7 +225,7 @@ def _coupling_basis_numpy(lmax: int, correlation: int, L: int, parity: int) -> n
     d = (lmax + 1) ** 2
     columns = []
     for ls in degree_multisets(lmax, correlation, parity):
-        columns += [_embed(T, ls, lmax) for T in _block_basis(ls, L)]
+        columns += [_embed(T, ls, lmax) for T in _block_basis(ls, L, ls)]
     U = np.stack(columns, axis=-1) if columns else np.zeros((2 * L + 1,) + (d,) * correlation + (0,))
     if path is not None:
         try:

@@ -236,3 +236,22 @@ def test_first_call_is_fast(monkeypatch):
             coupling_basis(3, 3, L, p)
     assert time.perf_counter() - start < 10.0
     symmetric._coupling_basis_numpy.cache_clear()
+
+
+def test_coupling_block_with_labels():
+    from minimace.symmetric import coupling_block
+
+    # two vectors: one invariant (dot product) and one pseudo-vector (cross product, antisymmetric)
+    assert coupling_block((1, 1), 1, pattern=("a", "b")).shape == (1, 3, 3, 3)
+    assert coupling_block((1, 1), 1, pattern=("a", "a")).shape == (0, 3, 3, 3)  # u × u = 0
+    C = coupling_block((2, 1, 1), 2, pattern=(0, 1, 2))
+    assert C.shape[0] == 3  # 1 ⊗ 1 = 0 + 1 + 2, each coupled with 2 -> 2
+    G = C.reshape(3, -1) @ C.reshape(3, -1).T
+    assert torch.allclose(G, torch.eye(3, dtype=torch.float64), atol=1e-12)
+    g = _random_o3(21, torch.float64, True)
+    D1, D2 = _D(o3.Irrep(1, -1), g), _D(o3.Irrep(2, 1), g)
+    left = torch.einsum("qMabc,aA,bB,cC->qMABC", C, D2, D1, D1)
+    assert (left - torch.einsum("MN,qNabc->qMabc", D2, C)).abs().max() < 1e-12
+    assert (C - C.transpose(3, 4)).abs().max() > 0.1  # different labels: not symmetric
+    with pytest.raises(ValueError):
+        coupling_block((1, 2), 1, pattern=("a", "a"))
