@@ -49,10 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-try:
-    from .so3 import wigner_3j
-except ImportError:  # TEMPORARY shim until minimace.so3 provides wigner_3j (same basis as e3nn)
-    from e3nn.o3 import wigner_3j
+from .so3 import wigner_3j
 
 __all__ = ["coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets"]
 
