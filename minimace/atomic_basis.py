@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from ._so3_shim import wigner_3j
+from .so3 import wigner_3j
 from .one_particle import IrrepsLinear
 from .radial import RadialMLP
 from .so3 import Irrep, Irreps, MulIrrep

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ._so3_shim import spherical_harmonics
+from .so3 import spherical_harmonics
 from .radial import BesselBasis, PolynomialCutoff
 from .so3 import Irreps
 
