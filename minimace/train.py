@@ -146,8 +146,8 @@ class TrainConfig:
             raise ValueError("option lr must be > 0")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"option ema_decay must be in (0, 1) or None, got {self.ema_decay}")
-        if self.swa_start is not None and not 0 <= self.swa_start < self.max_epochs:
-            raise ValueError(f"option swa_start={self.swa_start} must lie in [0, max_epochs={self.max_epochs})")
+        if self.swa_start is not None and self.swa_start < 0:
+            raise ValueError(f"option swa_start must be an epoch >= 0, got {self.swa_start}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError(f"option time_budget must be > 0 minutes, got {self.time_budget}")
         if self.energy_weight + self.forces_weight + self.stress_weight + self.virials_weight == 0:
