@@ -20,7 +20,10 @@ def _save(fig: Figure, path) -> None:
 
 
 def parity_figure(predictions: dict[str, dict]) -> Figure:
-    """Predicted vs reference energy per atom (eV/atom) and force components (eV/Å), one colour per split.
+    """Predicted vs reference energy per atom and force components, one colour per split.
+
+    Energies per atom are shown relative to the mean reference energy per atom (meV/atom), so that
+    differences of a few meV remain readable next to totals of thousands of eV.
 
     Parameters
     ----------
@@ -30,17 +33,24 @@ def parity_figure(predictions: dict[str, dict]) -> Figure:
     """
     fig = Figure(figsize=(9, 4.2))
     ax_e, ax_f = fig.subplots(1, 2)
+    with_e = [p for p in predictions.values() if "ref_energy" in p]
+    offset = float(sum((p["ref_energy"] / p["n_atoms"]).sum() for p in with_e) /
+                   max(sum(len(p["n_atoms"]) for p in with_e), 1))
     for name, p in predictions.items():
         if "ref_energy" in p:
-            ax_e.scatter(p["ref_energy"] / p["n_atoms"], p["pred_energy"] / p["n_atoms"], s=6, alpha=0.6, label=name)
+            ref, pred = (1000 * (p[k] / p["n_atoms"] - offset) for k in ("ref_energy", "pred_energy"))
+            ax_e.scatter(ref, pred, s=6, alpha=0.6, label=name)
         if "ref_forces" in p:
             ax_f.scatter(p["ref_forces"].flatten(), p["pred_forces"].flatten(), s=2, alpha=0.4, label=name)
-    for ax, title, unit in ((ax_e, "energy per atom", "eV/atom"), (ax_f, "force components", "eV/Å")):
-        lo, hi = ax.get_xlim()
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        ax.set(title=title, xlabel=f"reference [{unit}]", ylabel=f"predicted [{unit}]")
+    for ax, title, unit in ((ax_e, f"energy per atom − ({offset:.4f} eV)", "meV/atom"),
+                            (ax_f, "force components", "eV/Å")):
         if ax.collections:
+            lo = min(min(ax.get_xlim()), min(ax.get_ylim()))
+            hi = max(max(ax.get_xlim()), max(ax.get_ylim()))
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            ax.set(xlim=(lo, hi), ylim=(lo, hi))
             ax.legend(markerscale=3)
+        ax.set(title=title, xlabel=f"reference [{unit}]", ylabel=f"predicted [{unit}]")
     fig.tight_layout()
     return fig
 
