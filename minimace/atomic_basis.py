@@ -23,10 +23,9 @@ from typing import Sequence
 
 import torch
 
-from .so3 import wigner_3j
 from .one_particle import IrrepsLinear
 from .radial import RadialMLP
-from .so3 import Irrep, Irreps, MulIrrep
+from .so3 import Irrep, Irreps, MulIrrep, wigner_3j
 
 __all__ = ["ElementLinear", "ConvTensorProduct", "AtomicBasis", "irreps_sort_key", "scatter_sum"]
 
@@ -130,7 +129,7 @@ class ConvTensorProduct(torch.nn.Module):
             name = f"cg_{self.irreps_in1[i].ir.l}_{l2}_{ir.l}"
             if not hasattr(self, name):
                 C = wigner_3j(self.irreps_in1[i].ir.l, l2, ir.l, dtype=torch.float64)
-                self.register_buffer(name, C.to(torch.get_default_dtype()))  # [2l1+1, 2l2+1, 2l3+1]
+                self.register_buffer(name, C)  # [2l1+1, 2l2+1, 2l3+1] (float64, cast when used)
 
     def forward(self, x: torch.Tensor, Y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``x`` [n_edges, irreps_in1.dim], ``Y`` [n_edges, (max_ell+1)**2], ``weights`` [n_edges, weight_numel]."""
@@ -139,7 +138,7 @@ class ConvTensorProduct(torch.nn.Module):
         out, w_start = [], 0
         for i, l2, ir in self.paths:
             mul, ir1 = self.irreps_in1[i]
-            C = getattr(self, f"cg_{ir1.l}_{l2}_{ir.l}")  # [2l1+1, 2l2+1, 2l3+1]
+            C = getattr(self, f"cg_{ir1.l}_{l2}_{ir.l}").to(x.dtype)  # [2l1+1, 2l2+1, 2l3+1]
             x1 = x[:, sl_in[i]].reshape(n_edges, mul, ir1.dim)  # [n_edges, u, 2l1+1]
             Yl = Y[:, l2 * l2 : (l2 + 1) ** 2]  # [n_edges, 2l2+1]
             YC = torch.einsum("ej,ijk->eik", Yl, C)  # [n_edges, 2l1+1, 2l3+1]

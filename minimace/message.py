@@ -66,7 +66,7 @@ class Contraction(torch.nn.Module):
         self.weights = torch.nn.ParameterList()
         for nu in range(1, self.correlation + 1):
             U = coupling_basis(lmax, nu, self.irrep_out.l, self.irrep_out.p, dtype=torch.float64)
-            self.register_buffer(f"U_{nu}", U.to(torch.get_default_dtype()))
+            self.register_buffer(f"U_{nu}", U)  # float64 until the model is cast; cast when used
             n_paths = U.shape[-1]
             self.weights.append(torch.nn.Parameter(torch.randn(num_elements, n_paths, num_channels) / max(n_paths, 1)))
 
@@ -82,7 +82,8 @@ class Contraction(torch.nn.Module):
 
     def _T(self, nu: int) -> torch.Tensor:
         """T^{(ν)} = U^{(ν)} · W^{(ν)}: [num_elements, k, (2L+1)·d^(ν-1), d]."""
-        U, W = self.U(nu), self.weights[nu - 1]  # [M, d.., P], [E, P, k]
+        W = self.weights[nu - 1]  # [E, P, k]
+        U = self.U(nu).to(W.dtype)  # [M, d.., P]
         T = torch.einsum("qp,epk->ekq", U.reshape(-1, U.shape[-1]), W)  # [E, k, M·d^ν]
         return T.reshape(W.shape[0], W.shape[2], -1, self.d)
 

@@ -190,7 +190,7 @@ class MACE(torch.nn.Module):
             m = message(A, species, order)  # [n_nodes, out_irreps.dim]
             h = update(m, h, species)  # [n_nodes, out_irreps.dim]
             node_inter = node_inter + readout(h)  # [n_nodes]
-        return self.atomic_energies(species) + self.scale_shift(node_inter)
+        return self.atomic_energies(species).to(node_inter.dtype) + self.scale_shift(node_inter)
 
     def forward(self, batch: dict, compute_forces: bool = True, compute_stress: bool = False,
                 training: bool = False) -> dict:

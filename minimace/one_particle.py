@@ -18,9 +18,8 @@ import math
 
 import torch
 
-from .so3 import spherical_harmonics
 from .radial import BesselBasis, PolynomialCutoff
-from .so3 import Irreps
+from .so3 import Irreps, spherical_harmonics
 
 __all__ = ["IrrepsLinear", "ChemicalEmbedding", "EdgeEmbedding"]
 

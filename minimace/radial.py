@@ -73,13 +73,15 @@ class BesselBasis(torch.nn.Module):
     def __init__(self, r_max: float, num_bessel: int = 8):
         super().__init__()
         n = torch.arange(1, num_bessel + 1, dtype=torch.float64)
-        self.register_buffer("frequencies", (math.pi / r_max) * n.to(torch.get_default_dtype()))
-        self.register_buffer("prefactor", torch.tensor(math.sqrt(2.0 / r_max), dtype=torch.get_default_dtype()))
+        # buffers are created in float64 (precise after model.double()) and cast to the input dtype when used
+        self.register_buffer("frequencies", (math.pi / r_max) * n)
+        self.register_buffer("prefactor", torch.tensor(math.sqrt(2.0 / r_max), dtype=torch.float64))
         self.r_max = float(r_max)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """``r`` [n_edges, 1] -> [n_edges, num_bessel]."""
-        return self.prefactor * torch.sin(self.frequencies * r) / r  # [n_edges, n_bessel]
+        freq, pref = self.frequencies.to(r.dtype), self.prefactor.to(r.dtype)
+        return pref * torch.sin(freq * r) / r  # [n_edges, n_bessel]
 
 
 class PolynomialCutoff(torch.nn.Module):
@@ -137,7 +139,7 @@ class RadialMLP(torch.nn.Module):
             [torch.nn.Parameter(torch.randn(h_in, h_out)) for h_in, h_out in zip(self.hs, self.hs[1:])]
         )
         c = second_moment_constant(self.act)
-        self.register_buffer("act_norm", torch.tensor(c, dtype=torch.get_default_dtype()))
+        self.register_buffer("act_norm", torch.tensor(c, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [n_edges, hs[0]] -> [n_edges, hs[-1]]."""
@@ -145,5 +147,5 @@ class RadialMLP(torch.nn.Module):
         for k, w in enumerate(self.weights):
             x = x @ (w / math.sqrt(w.shape[0]))  # [n_edges, hs[k+1]]
             if k < n_layers - 1:
-                x = self.act(x) * self.act_norm
+                x = self.act(x) * self.act_norm.to(x.dtype)
         return x

@@ -62,11 +62,12 @@ class NonLinearReadout(torch.nn.Module):
         self.linear_2 = IrrepsLinear(MLP_irreps, "1x0e")
         self.act = ACTIVATIONS[gate]
         c = second_moment_constant(self.act)
-        self.register_buffer("act_norm", torch.tensor(c, dtype=torch.get_default_dtype()))
+        self.register_buffer("act_norm", torch.tensor(c, dtype=torch.float64))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` [n_nodes, irreps_in.dim] -> [n_nodes]."""
-        x = self.act(self.linear_1(h)) * self.act_norm  # [n_nodes, MLP channels]
+        x = self.linear_1(h)  # [n_nodes, MLP channels]
+        x = self.act(x) * self.act_norm.to(x.dtype)
         return self.linear_2(x)[:, 0]
 
 
@@ -76,7 +77,7 @@ class AtomicEnergies(torch.nn.Module):
     def __init__(self, atomic_energies: Sequence[float]):
         super().__init__()
         E0 = torch.as_tensor(list(atomic_energies), dtype=torch.float64)
-        self.register_buffer("atomic_energies", E0.to(torch.get_default_dtype()))
+        self.register_buffer("atomic_energies", E0)
 
     def forward(self, species: torch.Tensor) -> torch.Tensor:
         """``species`` [n_nodes] -> [n_nodes]."""
@@ -88,8 +89,8 @@ class ScaleShift(torch.nn.Module):
 
     def __init__(self, scale: float = 1.0, shift: float = 0.0):
         super().__init__()
-        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.get_default_dtype()))
-        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.get_default_dtype()))
+        self.register_buffer("scale", torch.tensor(float(scale), dtype=torch.float64))
+        self.register_buffer("shift", torch.tensor(float(shift), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * x + self.shift
+        return self.scale.to(x.dtype) * x + self.shift.to(x.dtype)
