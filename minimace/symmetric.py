@@ -51,7 +51,9 @@ import torch
 
 from .so3 import wigner_3j
 
-__all__ = ["coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets"]
+__all__ = [
+    "coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets", "to_sympy"
+]
 
 # Measured for all blocks with l_max <= 4, ν <= 4 (l_max <= 3 for ν = 4): dependent residuals <= 7e-16,
 # independent residuals >= 0.13. The thresholds sit far inside that gap.
@@ -312,3 +314,27 @@ def b_functions(A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     for _ in range(nu - 1):
         X = (X.reshape(X.shape[:-1] + (-1, d)) @ A.unsqueeze(-1)).squeeze(-1)  # one d index fewer
     return X.reshape(A.shape[:-1] + (n_out, n_paths))
+
+
+def to_sympy(U: torch.Tensor, max_denominator: int = 10**6):
+    """Exact form of a coupling tensor whose entries are ± square roots of rationals (e.g. ν = 2 bases).
+
+    Each entry x is recognised as ``sign(x) * sqrt(p/q)`` from the rational approximation of ``x²`` and the
+    recognition is verified to 1e-13; anything else raises ``ValueError``.
+
+    Returns
+    -------
+    sympy.Array
+        Same shape as ``U``.
+    """
+    import sympy as sp
+
+    values = U.detach().double().cpu().numpy()
+    out = []
+    for x in values.ravel():
+        square = sp.Rational(float(x * x)).limit_denominator(max_denominator)
+        exact = sp.sign(sp.Float(x)) * sp.sqrt(square)
+        if abs(float(exact) - x) > 1e-13:
+            raise ValueError(f"{x!r} is not ± sqrt(p/q) with q <= {max_denominator}")
+        out.append(exact)
+    return sp.Array(out, values.shape)

@@ -255,3 +255,46 @@ def test_coupling_block_with_labels():
     assert (C - C.transpose(3, 4)).abs().max() > 0.1  # different labels: not symmetric
     with pytest.raises(ValueError):
         coupling_block((1, 2), 1, pattern=("a", "a"))
+
+
+def _reduce_trig(expr, s, c):
+    """Replace s^k by s^(k mod 2) (1 - c^2)^(k // 2): exact use of s² + c² = 1."""
+    import sympy as sp
+
+    poly = sp.Poly(sp.expand(expr), s)
+    return sp.expand(sum(coef * s ** (k % 2) * (1 - c**2) ** (k // 2) for (k,), coef in poly.terms()))
+
+
+def test_symbolic_rotation_two_neighbours():
+    """Exact proof for ν = 2, l <= 2, two neighbours: B_{L=0} is invariant and B_{L=1} rotates as a vector
+    under a symbolic rotation R = R_z(α) R_y(β); the difference simplifies to exactly 0."""
+    import sympy as sp
+
+    from minimace.so3 import sympy_real_spherical_harmonic
+    from minimace.so3.spherical_harmonics import x, y, z
+    from minimace.symmetric import to_sympy
+
+    ca, sa, cb, sb = sp.symbols("c_a s_a c_b s_b", real=True)
+    R = sp.Matrix([[ca, -sa, 0], [sa, ca, 0], [0, 0, 1]]) * sp.Matrix([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    r1, r2 = sp.Matrix(sp.symbols("x1 y1 z1", real=True)), sp.Matrix(sp.symbols("x2 y2 z2", real=True))
+    Y = [sympy_real_spherical_harmonic(l, m) for l in range(3) for m in range(-l, l + 1)]  # r^l Y_lm
+
+    def A(vectors):  # A_lm = Σ_j r_j^l Y_lm(r̂_j) (solid harmonics: radial weight r^l)
+        return [sum(Ylm.subs({x: v[0], y: v[1], z: v[2]}, simultaneous=True) for v in vectors) for Ylm in Y]
+
+    def B(U, a):  # Eq. (10) with ν = 2
+        return sp.Matrix(U.shape[0], U.shape[3], lambda M, e: sum(
+            U[M, i, j, e] * a[i] * a[j] for i in range(9) for j in range(9) if U[M, i, j, e] != 0))
+
+    for L, parity in [(0, 1), (1, -1)]:
+        U = to_sympy(coupling_basis(2, 2, L, parity))
+        before, after = B(U, A([r1, r2])), B(U, A([R * r1, R * r2]))
+        D = sp.eye(1) if L == 0 else R  # D_1(R) = R in the basis √3 (x, y, z)
+        for value in (after - D * before):
+            assert _reduce_trig(_reduce_trig(value, sa, ca), sb, cb) == 0
+    # negative control: the l = 1 block with a wrong weight is not invariant
+    U = to_sympy(coupling_basis(2, 2, 0, 1)).tolist()
+    U[0][1][1][1] *= 2  # path 1 is the l = 1 block: Σ_m A_1m² + A_1,-1² is not invariant
+    U = sp.Array(U)
+    diff = B(U, A([R * r1, R * r2]))[0, 1] - B(U, A([r1, r2]))[0, 1]
+    assert _reduce_trig(_reduce_trig(diff, sa, ca), sb, cb) != 0
