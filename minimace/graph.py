@@ -26,6 +26,8 @@ import torch
 __all__ = [
     "DataError",
     "KeySpec",
+    "read_labels",
+    "validate_structure",
     "neighbour_list",
     "atoms_to_graph",
     "batch_graphs",
@@ -213,8 +215,12 @@ def _weight(atoms, keys: KeySpec, specific_key: str) -> float:
     return w
 
 
-def _labels(atoms, keys: KeySpec, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Energy / forces / stress / virials and their weights, present only when the structure has them."""
+def read_labels(atoms, keys: KeySpec = KeySpec()) -> dict[str, np.ndarray]:
+    """Energy / forces / stress / virials and their weights as float64 arrays, present only when found.
+
+    Returns a dict with ``energy`` [1], ``forces`` [N, 3], ``stress`` [1, 3, 3], ``virials`` [1, 3, 3]
+    and, for each label found, its weight (``energy_weight`` [1], ...). Shapes and finiteness are checked.
+    """
     n_atoms = len(atoms)
     out = {}
     energy = _lookup(atoms, keys.energy_key, per_atom=False)
@@ -222,27 +228,26 @@ def _labels(atoms, keys: KeySpec, dtype: torch.dtype) -> dict[str, torch.Tensor]
         e = _as_float_array(energy, keys.energy_key)
         if e.size != 1:
             raise DataError(f"label {keys.energy_key!r} must be one number, got shape {list(e.shape)}")
-        out["energy"] = torch.tensor([float(e.reshape(-1)[0])], dtype=dtype)  # [1]
-        out["energy_weight"] = torch.tensor([_weight(atoms, keys, keys.energy_weight_key)], dtype=dtype)
+        out["energy"] = e.reshape(1)  # [1]
+        out["energy_weight"] = np.array([_weight(atoms, keys, keys.energy_weight_key)])
     forces = _lookup(atoms, keys.forces_key, per_atom=True)
     if forces is not None:
         f = np.asarray(forces)
         if f.shape != (n_atoms, 3):
             raise DataError(f"label {keys.forces_key!r} must have shape [{n_atoms}, 3], got {list(f.shape)}")
-        f = _as_float_array(f, keys.forces_key)
-        out["forces"] = torch.tensor(f, dtype=dtype)  # [N, 3]
-        out["forces_weight"] = torch.tensor([_weight(atoms, keys, keys.forces_weight_key)], dtype=dtype)
+        out["forces"] = _as_float_array(f, keys.forces_key)  # [N, 3]
+        out["forces_weight"] = np.array([_weight(atoms, keys, keys.forces_weight_key)])
     stress = _lookup(atoms, keys.stress_key, per_atom=False)
     if stress is not None:
-        out["stress"] = torch.tensor(_stress_3x3(stress, keys.stress_key), dtype=dtype)[None]  # [1, 3, 3]
-        out["stress_weight"] = torch.tensor([_weight(atoms, keys, keys.stress_weight_key)], dtype=dtype)
+        out["stress"] = _stress_3x3(stress, keys.stress_key)[None]  # [1, 3, 3]
+        out["stress_weight"] = np.array([_weight(atoms, keys, keys.stress_weight_key)])
     virials = _lookup(atoms, keys.virials_key, per_atom=False)
     if virials is not None:
         v = _as_float_array(virials, keys.virials_key)
         if v.size != 9:
             raise DataError(f"label {keys.virials_key!r} must have 9 (3x3) components, got shape {list(v.shape)}")
-        out["virials"] = torch.tensor(v.reshape(3, 3), dtype=dtype)[None]  # [1, 3, 3]
-        out["virials_weight"] = torch.tensor([_weight(atoms, keys, keys.virials_weight_key)], dtype=dtype)
+        out["virials"] = v.reshape(1, 3, 3)  # [1, 3, 3]
+        out["virials_weight"] = np.array([_weight(atoms, keys, keys.virials_weight_key)])
     return out
 
 
@@ -268,6 +273,20 @@ def _check_coincident(positions, cell, edge_index, unit_shifts) -> None:
         e = close[0]
         where = "" if not unit_shifts[e].any() else f" (periodic image {unit_shifts[e].tolist()})"
         raise DataError(f"atoms {i[e]} and {j[e]} are at the same position{where}: {positions[i[e]].tolist()}")
+
+
+def validate_structure(atoms, coincident: bool = True) -> None:
+    """Raise :class:`DataError` for an empty structure, non-finite positions, unknown atomic numbers,
+    a singular periodic cell, or (when ``coincident``) two atoms, or an atom and a periodic image,
+    at the same position. ``atoms_to_graph`` always makes all these checks; the readers of
+    ``minimace.data`` skip the coincidence check (it needs a neighbour list) and leave it to the graph."""
+    positions = np.asarray(atoms.get_positions(), dtype=np.float64)  # [N, 3]
+    _check_structure(positions, np.asarray(atoms.get_atomic_numbers(), dtype=np.int64))
+    cell, pbc = np.asarray(atoms.get_cell().array, dtype=np.float64), np.asarray(atoms.get_pbc(), dtype=bool)
+    _check_cell(cell, pbc)
+    if coincident:
+        edge_index, unit_shifts = neighbour_list(positions, cell, pbc, 1.0)  # only close pairs matter here
+        _check_coincident(positions, cell, edge_index, unit_shifts)
 
 
 def atoms_to_graph(atoms, r_max: float, *, keys: KeySpec = KeySpec(), dtype: torch.dtype = torch.float64) -> dict:
@@ -317,7 +336,7 @@ def atoms_to_graph(atoms, r_max: float, *, keys: KeySpec = KeySpec(), dtype: tor
         "batch": torch.zeros(len(numbers), dtype=torch.long),  # [N]
         "ptr": torch.tensor([0, len(numbers)], dtype=torch.long),  # [2]
     }
-    graph.update(_labels(atoms, keys, dtype))
+    graph.update({key: torch.tensor(value, dtype=dtype) for key, value in read_labels(atoms, keys).items()})
     return graph
 
 
