@@ -142,6 +142,8 @@ def test_spherical_harmonics_autograd_and_batch_shapes():
     assert torch.autograd.gradcheck(lambda u: spherical_harmonics(4, u), (v,))
     assert torch.autograd.gradcheck(lambda u: spherical_harmonics(3, u, normalize=False), (v,))
     assert spherical_harmonics(2, torch.randn(4, 5, 3)).shape == (4, 5, 9)
+    assert spherical_harmonics(2, torch.randn(3)).shape == (9,)
+    assert spherical_harmonics(3, torch.zeros(0, 3)).shape == (0, 16)
     zero = spherical_harmonics(2, torch.zeros(1, 3))
     assert torch.equal(zero, torch.tensor([[1.0] + [0.0] * 8]))  # as e3nn: Y_00 = 1, the rest 0
     with pytest.raises(ValueError):
