@@ -35,12 +35,15 @@ How :func:`coupling_basis` computes them (exact count, float64 values):
    identity on the ``l = L`` block).
 
 Results are cached in memory (``functools.lru_cache``) and on disk under ``~/.cache/minimace``
-(``$MINIMACE_CACHE`` overrides the folder; set it to ``"off"`` to disable the disk cache).
+(``$MINIMACE_CACHE`` overrides the folder; set it to ``"off"`` to disable the disk cache). Disk files are
+named by a hash of this module's source and of a few Wigner-3j tensors, so a change of either is never
+served a stale basis.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import math
 import os
@@ -59,7 +62,6 @@ __all__ = [
 # independent residuals >= 0.13. The thresholds sit far inside that gap.
 _TOL_ZERO = 1e-10  # relative residual below which a candidate is dependent on the kept ones
 _TOL_KEEP = 1e-3  # relative residual above which it is independent; anything between is an error
-_CACHE_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- exact counting
@@ -206,11 +208,20 @@ def _embed(T: np.ndarray, ls: tuple[int, ...], lmax: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the basis
+@functools.lru_cache(maxsize=None)
+def _fingerprint() -> str:
+    """Hash of this module's source and of a few Wigner-3j tensors: a change of either invalidates the disk cache."""
+    h = hashlib.sha1(Path(__file__).read_bytes())
+    for l1, l2, l3 in [(1, 1, 0), (1, 1, 1), (1, 1, 2), (1, 2, 1), (2, 2, 2), (2, 1, 3), (3, 3, 2)]:
+        h.update(np.round(wigner_3j(l1, l2, l3, dtype=torch.float64).numpy(), 12).tobytes())
+    return h.hexdigest()[:12]
+
+
 def _cache_file(lmax: int, correlation: int, L: int, parity: int) -> Path | None:
     folder = os.environ.get("MINIMACE_CACHE", str(Path.home() / ".cache" / "minimace"))
     if folder.lower() == "off":
         return None
-    return Path(folder) / f"coupling_v{_CACHE_VERSION}_l{lmax}_nu{correlation}_L{L}_p{parity:+d}.npy"
+    return Path(folder) / f"coupling_{_fingerprint()}_l{lmax}_nu{correlation}_L{L}_p{parity:+d}.npy"
 
 
 @functools.lru_cache(maxsize=None)
