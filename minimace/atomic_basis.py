@@ -86,10 +86,10 @@ class ElementLinear(torch.nn.Module):
         for (i, o, alpha), w in zip(self.instructions, self.weight_views()):
             mi = self.irreps_in[i]
             xi = x[:, sl_in[i]].reshape(n, mi.mul, mi.ir.dim)  # [n, u, 2l+1]
-            xv = torch.einsum("nui,nv->nuvi", xi, onehot).reshape(n, -1, mi.ir.dim)  # [n, u·v, 2l+1]
+            xv = torch.einsum("nui,nv->nuvi", xi, onehot).reshape(n, mi.mul * self.num_elements, mi.ir.dim)
             y = torch.einsum("nqi,qw->nwi", xv, w.reshape(-1, w.shape[-1])) * alpha  # [n, w, 2l+1]
             blocks[o] = y if blocks[o] is None else blocks[o] + y
-        out = [b.reshape(n, -1) if b is not None else x.new_zeros(n, mo.dim) for b, mo in zip(blocks, self.irreps_out)]
+        out = [b.reshape(n, mo.dim) if b is not None else x.new_zeros(n, mo.dim) for b, mo in zip(blocks, self.irreps_out)]
         return torch.cat(out, dim=-1)
 
 
@@ -145,7 +145,7 @@ class ConvTensorProduct(torch.nn.Module):
             w = weights[:, w_start : w_start + mul]  # [n_edges, u]
             w_start += mul
             y = torch.einsum("eui,eik->euk", x1, YC) * (w * math.sqrt(ir.dim)).unsqueeze(-1)  # [n_edges, u, 2l3+1]
-            out.append(y.reshape(n_edges, -1))
+            out.append(y.reshape(n_edges, mul * ir.dim))
         return torch.cat(out, dim=-1)  # [n_edges, irreps_out.dim]
 
 

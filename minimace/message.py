@@ -20,6 +20,8 @@ mace-torch (used as they are by ``interop``) are both accepted.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .so3 import Irrep, Irreps
@@ -84,7 +86,7 @@ class Contraction(torch.nn.Module):
         """T^{(ν)} = U^{(ν)} · W^{(ν)}: [num_elements, k, (2L+1)·d^(ν-1), d]."""
         W = self.weights[nu - 1]  # [E, P, k]
         U = self.U(nu).to(W.dtype)  # [M, d.., P]
-        T = torch.einsum("qp,epk->ekq", U.reshape(-1, U.shape[-1]), W)  # [E, k, M·d^ν]
+        T = torch.einsum("qp,epk->ekq", U.reshape(math.prod(U.shape[:-1]), U.shape[-1]), W)  # [E, k, M·d^ν]
         return T.reshape(W.shape[0], W.shape[2], -1, self.d)
 
     def forward(self, A: torch.Tensor, species: torch.Tensor, element_order) -> torch.Tensor:
@@ -106,7 +108,7 @@ class Contraction(torch.nn.Module):
             T = self._T(nu)[species]  # [n_nodes, k, M·d^(ν-1), d]
             c = T + c.reshape(T.shape)
             c = torch.einsum("nkqi,nki->nkq", c, A)  # [n_nodes, k, M·d^(ν-1)]
-        return c.reshape(A.shape[0], -1)  # [n_nodes, k·(2L+1)]
+        return c.reshape(A.shape[0], A.shape[1] * self.irrep_out.dim)  # [n_nodes, k·(2L+1)]
 
 
 class SymmetricContraction(torch.nn.Module):

@@ -76,7 +76,7 @@ class IrrepsLinear(torch.nn.Module):
             y = torch.einsum("nui,uw->nwi", xi, w) * alpha  # [n, mul_out, 2l+1]
             blocks[o] = y if blocks[o] is None else blocks[o] + y
         out = [
-            b.reshape(x.shape[0], -1) if b is not None else x.new_zeros(x.shape[0], mo.dim)
+            b.reshape(x.shape[0], mo.dim) if b is not None else x.new_zeros(x.shape[0], mo.dim)
             for b, mo in zip(blocks, self.irreps_out)
         ]
         return torch.cat(out, dim=-1).reshape(*lead, self.irreps_out.dim)
