@@ -20,8 +20,13 @@ The real coupling tensor follows from the complex one :math:`\langle l_1 m_1 l_2
 
 The phase :math:`(-i)^l` makes :math:`C` real also when :math:`l_1+l_2+l_3` is odd (without it, it would be
 purely imaginary). ``clebsch_gordan`` is this :math:`C` (:math:`\|C\|_F^2 = 2l_3+1`); ``wigner_3j`` is
-:math:`C / \|C\|_F` (:math:`\|C\|_F = 1`), identical, sign included, to ``e3nn.o3.wigner_3j``. Both are
-computed exactly with sympy, rounded once, and cached.
+:math:`C / \|C\|_F` (:math:`\|C\|_F = 1`), identical, sign included, to ``e3nn.o3.wigner_3j`` of
+e3nn >= 0.5. Both are computed exactly with sympy, rounded once, and cached.
+
+Note on e3nn 0.4.4 (pinned by mace-torch 0.3.16): its stored 3j tensors equal these for every even
+:math:`l_1+l_2+l_3` — all that a tensor product of natural-parity irreps (0e, 1o, 2e, ...) such as MACE's uses —
+but have the opposite overall sign for some odd triples, e.g. (1, 2, 2). The sign is a convention
+(``tests/test_so3_official_e3nn.py`` pins this).
 
 Wigner D. For a rotation :math:`R`, :math:`Y_l(R\hat r) = D^l(R)\, Y_l(\hat r)`. By orthonormality of the
 :math:`Y_{lm}` ("component" normalisation, :math:`\frac{1}{4\pi}\int Y_{lm}Y_{lm'} = \delta_{mm'}`),
