@@ -48,12 +48,16 @@ def mace_batch(batch: dict) -> dict:
     }
 
 
-def molecules():
+def molecules_list():
     atoms = [molecule("CH3CH2OH"), molecule("CH3COCH3"), molecule("H2O")]
     rng = np.random.default_rng(0)
     for a in atoms:
         a.positions += 0.1 * rng.standard_normal(a.positions.shape)
-    return batch_graphs([atoms_to_graph(a, 4.0, dtype=torch.float64) for a in atoms])
+    return [atoms_to_graph(a, 4.0, dtype=torch.float64) for a in atoms]
+
+
+def molecules():
+    return batch_graphs(molecules_list())
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +106,19 @@ def test_sign_flip_of_odd_paths_is_needed():
             start += mul
     out = ours(batch)
     assert relerr(out["energy"], ref["energy"]) > 1e-6
+
+
+def test_same_stress_and_virials_as_mace_torch_periodic():
+    from ase import Atoms
+
+    rng = np.random.default_rng(3)
+    cell = np.array([[4.6, 0.3, 0.0], [0.1, 4.3, 0.2], [0.0, -0.2, 4.8]])
+    atoms = Atoms(numbers=[8, 1, 1, 6, 1, 8], scaled_positions=rng.uniform(size=(6, 3)), cell=cell, pbc=True)
+    batch = batch_graphs([atoms_to_graph(atoms, 4.0, dtype=torch.float64), molecules_list()[0]])
+    mm = mace_model(True)
+    ours = from_mace_torch(mm)
+    ref = mm(mace_batch(batch), compute_force=True, compute_stress=True, compute_virials=True)
+    out = ours(batch, compute_stress=True)
+    assert relerr(out["forces"], ref["forces"]) < 1e-10
+    assert relerr(out["virials"], ref["virials"]) < 1e-10
+    assert relerr(out["stress"][0], ref["stress"][0]) < 1e-10
