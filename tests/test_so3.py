@@ -202,9 +202,12 @@ def test_wigner_3j_cache_errors_and_change_of_basis():
     assert wigner_3j(1, 1, 1, dtype=torch.float32).dtype == torch.float32
     with pytest.raises(ValueError):
         wigner_3j(1, 1, 3)
-    for l in range(5):  # Q is unitary
+    from e3nn.o3._wigner import change_basis_real_to_complex
+    for l in range(5):  # Q is unitary, and is e3nn's matrix (phase (-i)^l included)
         q = real_to_complex_basis(l)
         assert sp.simplify(q.H * q - sp.eye(2 * l + 1)) == sp.zeros(2 * l + 1)
+        ref = change_basis_real_to_complex(l, dtype=torch.float64).numpy()
+        assert np.abs(np.array(q.evalf(), dtype=complex) - ref).max() < 1e-15
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,6 +226,8 @@ def test_wigner_D_is_an_orthogonal_representation(dtype):
         assert (D1 @ D1.transpose(-1, -2) - eye).abs().max() < 10 * TOL[dtype]
         assert (wigner_D(l, eye3) - eye).abs().max() < TOL[dtype]
     assert torch.allclose(wigner_D(1, R1), R1, atol=TOL[dtype], rtol=0)  # l = 1 acts as R on (x, y, z)
+    for l in range(4):  # improper R: the action on Y_l, (-1)^l D(-R)
+        assert torch.allclose(wigner_D(l, -R1), (-1) ** l * wigner_D(l, R1), atol=TOL[dtype], rtol=0)
 
 
 def test_wigner_D_matches_e3nn(e3nn_float64):
