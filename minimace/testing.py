@@ -48,9 +48,9 @@ def transform(kind, x: torch.Tensor, R: torch.Tensor, t: Optional[torch.Tensor] 
     """Apply :math:`g = (R, t)` to ``x`` of the given kind (see the module docstring)."""
     if kind is None:
         return x
-    R = R.to(x.dtype)
+    R = R.to(dtype=x.dtype, device=x.device)
     if kind == POINTS:
-        return x @ R.T + (0 if t is None else t.to(x.dtype))
+        return x @ R.T + (0 if t is None else t.to(dtype=x.dtype, device=x.device))
     if kind == VECTORS:
         return x @ R.T
     if kind == MATRIX:
@@ -68,6 +68,7 @@ def permute(kind, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """Apply the permutation of atoms ``new atom k = old atom perm[k]`` to ``x`` of kind ``atoms``/``atom_index``."""
     if kind is None:
         return x
+    perm = perm.to(x.device)
     if kind == ATOMS:
         return x[perm]
     if kind == ATOM_INDEX:
