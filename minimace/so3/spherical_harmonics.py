@@ -123,7 +123,7 @@ def _monomial_values(lmax: int, vectors: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _coefficients(lmax: int) -> tuple:
+def _coefficients(lmax: int) -> torch.Tensor:
     """Exact coefficients, as float64 [(lmax+1)**2, n_mono], of all Y_lm, l <= lmax, on the monomials."""
     exps = [e for l in range(lmax + 1) for e in _monomials(l)]
     col = {e: i for i, e in enumerate(exps)}
