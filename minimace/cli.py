@@ -187,8 +187,23 @@ def resolve_options(cli: dict, config_file: Optional[str]) -> dict:
         if o.choices and value not in o.choices:
             raise ConfigError(f"option {name}={value!r} is not one of {list(o.choices)}")
         values[name] = value
+    for name in ("train_file", "valid_file", "E0s_file", "test_file", "restart"):
+        values[name] = _expand(values[name])
     _check(values, given)
     return values
+
+
+def _expand(path):
+    """``$MINIMACE_DATA`` (or ``${MINIMACE_DATA}``) in a file option → the shared data folder; also ``~``."""
+    if isinstance(path, list):
+        return [_expand(p) for p in path]
+    if not isinstance(path, str):
+        return path
+    if "MINIMACE_DATA" in path:
+        from .datasets import data_dir
+
+        path = path.replace("${MINIMACE_DATA}", str(data_dir())).replace("$MINIMACE_DATA", str(data_dir()))
+    return os.path.expanduser(path)
 
 
 def _check(v: dict, given: dict) -> None:
@@ -410,7 +425,7 @@ def run_evaluate(args, log=print) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 DEMO = dict(hidden_irreps="16x0e+16x1o", max_ell=2, correlation=2, r_max=4.5, num_bessel=8, radial_MLP=[32, 32],
-            MLP_irreps="16x0e", batch_size=5, lr=0.01, forces_weight=100.0, energy_weight=1.0,
+            MLP_irreps="16x0e", batch_size=5, lr=0.01, forces_weight=100.0, energy_weight=10.0,
             scheduler_patience=5, max_epochs=200, valid_fraction=0.1, E0s="isolated", dtype="float64")
 
 
@@ -439,6 +454,7 @@ def demo_checks(model_path: Path, result: dict) -> list[tuple[str, bool, str]]:
     """Symmetry, force/energy consistency, reloading and learning checks of a trained model."""
     import ase
     from ase.build import molecule
+    from ase.calculators.fd import calculate_numerical_forces
 
     from .calculator import MiniMACECalculator
 
@@ -459,7 +475,7 @@ def demo_checks(model_path: Path, result: dict) -> list[tuple[str, bool, str]]:
     mirrored.calc = calc
     err_p = abs(mirrored.get_potential_energy() - e)
     checks.append(("inversion: E(-x) = E(x)", err_p < 1e-9, f"|ΔE| = {err_p:.1e} eV"))
-    numeric = calc.calculate_numerical_forces(atoms, d=1e-4)
+    numeric = calculate_numerical_forces(atoms, eps=1e-4)
     err_fd = np.abs(numeric - f).max()
     checks.append(("forces = -dE/dx (central differences, h = 1e-4 Å)", err_fd < 1e-5,
                    f"max |F - F_fd| = {err_fd:.1e} eV/Å"))
