@@ -36,6 +36,12 @@ __all__ = [
 
 # Two atoms closer than this (Å) are reported as coincident: no physical structure has them.
 MIN_DISTANCE = 1e-6
+# Refuse inputs whose neighbour list would be absurd (corrupted cells or coordinates, wrong units):
+# more than this many expected neighbours per atom (dense solids at r_max = 12 Å have ~1500) ...
+MAX_NEIGHBOURS_PER_ATOM = 20_000
+# ... or atoms of a non-periodic structure spread over more than this many cutoffs (vesin's cell list
+# overflows beyond ~1e5 and crashes the process).
+MAX_EXTENT_IN_CUTOFFS = 10_000
 
 
 class DataError(ValueError):
@@ -85,6 +91,31 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
             f"singular periodic cell (pbc={pbc.tolist()}): the periodic lattice vectors "
             f"{periodic.tolist()} span no volume; give a non-degenerate cell or set pbc=False"
         )
+
+
+def _check_size(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_max: float) -> None:
+    """Refuse neighbour lists that would exhaust memory or overflow the cell list (see the constants above)."""
+    n_atoms = len(positions)
+    periodic = cell[pbc]  # [n_periodic, 3]
+    if len(periodic) == 3:
+        measure, ball = abs(np.linalg.det(cell)), 4.0 / 3.0 * np.pi * r_max**3  # volume; sphere
+    elif len(periodic) == 2:
+        measure, ball = np.linalg.norm(np.cross(*periodic)), np.pi * r_max**2  # area; disc (all atoms projected)
+    elif len(periodic) == 1:
+        measure, ball = np.linalg.norm(periodic[0]), 2.0 * r_max  # length; segment
+    if len(periodic) and n_atoms / measure * ball > MAX_NEIGHBOURS_PER_ATOM:
+        raise DataError(
+            f"the periodic cell is too small for r_max = {r_max}: about {n_atoms / measure * ball:.3g} neighbours "
+            f"per atom expected ({n_atoms} atoms in a cell of {len(periodic)}-dimensional measure {measure:.3g}); "
+            f"check the cell and its units"
+        )
+    if not pbc.all() and n_atoms > 1:
+        extent = float(np.ptp(positions, axis=0).max())
+        if extent > MAX_EXTENT_IN_CUTOFFS * r_max:
+            raise DataError(
+                f"atoms spread over {extent:.3g} Å (more than {MAX_EXTENT_IN_CUTOFFS} × r_max in a non-periodic "
+                f"direction); check the coordinates and their units"
+            )
 
 
 def _complete_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, r_max: float) -> np.ndarray:
@@ -153,6 +184,9 @@ def neighbour_list(positions, cell, pbc, r_max: float) -> tuple[np.ndarray, np.n
     _check_cell(cell, pbc)
     if len(positions) == 0:
         return np.zeros((2, 0), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+    if not np.all(np.isfinite(positions)):
+        raise DataError("non-finite atomic positions")
+    _check_size(positions, cell, pbc, r_max)
     box = _complete_cell(positions, cell, pbc, r_max) if pbc.any() else np.zeros((3, 3))
     calculator = vesin.NeighborList(cutoff=float(r_max), full_list=True)
     i, j, unit_shifts = calculator.compute(positions, box, pbc, "ijS")  # [E], [E], [E, 3]

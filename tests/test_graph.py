@@ -214,6 +214,29 @@ def test_bad_labels_raise_clear_errors(info, arrays, match):
         atoms_to_graph(atoms, 3.0)
 
 
+@pytest.mark.parametrize(
+    "positions, cell, pbc, match",
+    [
+        # vesin's cell list overflows (SIGFPE, the process dies) for extents ≳ 1e5 r_max: refused before
+        ([[0, 0, 0], [1e6, 0, 0]], np.zeros((3, 3)), False, "atoms spread over 1e\\+06 Å"),
+        ([[0, 0, 0], [0, 0, 1e6]], np.eye(3) * 3, [True, True, False], "atoms spread over"),
+        # a 0.01 Å cell would give millions of neighbours per atom
+        ([[0, 0, 0]], np.eye(3) * 0.01, True, "too small for r_max = 1.0: about 4.19e\\+06 neighbours"),
+    ],
+)
+def test_absurd_inputs_are_refused_before_the_library(positions, cell, pbc, match):
+    with pytest.raises(DataError, match=match):
+        neighbour_list(positions, cell, pbc, 1.0)
+
+
+def test_size_guards_leave_real_systems_alone():
+    silicon = bulk("Si", "diamond", a=5.43, cubic=True).repeat((3, 3, 3))  # 216 atoms, r_max 6 Å: fine
+    edge_index, _ = neighbour_list(silicon.positions, silicon.cell.array, True, 6.0)
+    assert edge_index.shape[1] > 0
+    far = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 1000.0]])  # 1000 Å apart, still a valid input
+    assert atoms_to_graph(far, 5.0)["edge_index"].shape == (2, 0)
+
+
 def test_to_device_casts_floats_only():
     g = atoms_to_graph(molecule("H2O"), 3.0)
     h = to_device(g, "cpu", torch.float32)
