@@ -200,19 +200,25 @@ def neighbour_list(positions, cell, pbc, r_max: float) -> tuple[np.ndarray, np.n
 # --------------------------------------------------------------------------------------------------
 
 
+def _stored_results(atoms) -> dict:
+    """Results stored with the structure: those of a single-point calculator (ASE's readers put
+    ``energy``/``forces``/``stress`` there), never those of a live calculator such as a model's own."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    calc = getattr(atoms, "calc", None)
+    return dict(calc.results) if isinstance(calc, SinglePointCalculator) else {}
+
+
 def _lookup(atoms, key: str, per_atom: bool):
-    """A label from ``atoms.arrays``/``atoms.info`` or, for ASE's standard names, the attached calculator."""
+    """A label from ``atoms.arrays``/``atoms.info`` or, for ASE's standard names, a stored single-point result."""
     store = atoms.arrays if per_atom else atoms.info
     if key in store:
         return store[key]
-    calc = getattr(atoms, "calc", None)
-    results = getattr(calc, "results", None) or {}
-    return results.get(key)
+    return _stored_results(atoms).get(key)
 
 
 def _available_keys(atoms) -> str:
-    calc = getattr(atoms, "calc", None)
-    results = sorted(getattr(calc, "results", None) or {})
+    results = sorted(_stored_results(atoms))
     return (
         f"info keys {sorted(atoms.info)}, array keys {sorted(atoms.arrays)}"
         + (f", calculator results {results}" if results else "")

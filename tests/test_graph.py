@@ -63,7 +63,10 @@ def test_neighbour_list_matches_brute_force(kind, seed):
     rng = np.random.default_rng(seed)
     cell = random_cell(rng, kind)
     pbc = [True, True, True] if seed == 0 else list(rng.random(3) < 0.6)
-    positions = rng.random((int(rng.integers(1, 7)), 3)) @ cell
+    fractional = rng.random((int(rng.integers(1, 7)), 3))
+    if seed == 3:  # atoms outside the cell (unwrapped MD coordinates)
+        fractional = fractional * 5 - 2
+    positions = fractional @ cell
     r_max = 3.0
     edge_index, unit_shifts = neighbour_list(positions, cell, pbc, r_max)
     assert edge_set(edge_index, unit_shifts) == brute_force_edges(positions, cell, pbc, r_max)
@@ -235,6 +238,18 @@ def test_size_guards_leave_real_systems_alone():
     assert edge_index.shape[1] > 0
     far = ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 1000.0]])  # 1000 Å apart, still a valid input
     assert atoms_to_graph(far, 5.0)["edge_index"].shape == (2, 0)
+
+
+def test_labels_come_from_stored_results_only():
+    """A live calculator's results (e.g. a model's own predictions) are not labels; a single-point one's are."""
+    from ase.calculators.emt import EMT
+
+    atoms = bulk("Cu", "fcc", a=3.6)
+    atoms.calc = EMT()
+    atoms.get_potential_energy()
+    assert "energy" not in atoms_to_graph(atoms, 3.0)
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0)
+    assert atoms_to_graph(atoms, 3.0)["energy"].tolist() == [-1.0]
 
 
 def test_to_device_casts_floats_only():
