@@ -266,8 +266,12 @@ def read_configurations(
 
 
 def is_isolated_atom(config: Configuration) -> bool:
-    """``config_type`` isolated_atom / IsolatedAtom (any case), or a one-atom structure."""
-    return config.config_type.lower() in ISOLATED_ATOM_TYPES or len(config) == 1
+    """``config_type`` isolated_atom / IsolatedAtom (any case), or a one-atom non-periodic structure.
+
+    An untagged one-atom *periodic* structure is a crystal (e.g. a primitive fcc cell), not an isolated atom.
+    """
+    tagged = config.config_type.lower() in ISOLATED_ATOM_TYPES
+    return tagged or (len(config) == 1 and not config.pbc.any())
 
 
 def isolated_atom_energies(configs: list[Configuration]) -> dict[int, float]:

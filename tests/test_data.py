@@ -128,6 +128,22 @@ def synthetic(seed=0, n=30):
     return configs, e0
 
 
+def test_isolated_atom_recognition():
+    atom = lambda **kw: Configuration(np.array([1]), np.zeros((1, 3)), np.eye(3) * 20, np.zeros(3, bool), -13.6, **kw)
+    assert is_isolated_atom(atom())  # one atom, not periodic
+    assert is_isolated_atom(atom(config_type="IsolatedAtom")) and is_isolated_atom(atom(config_type="isolated_atom"))
+    crystal = atom()
+    crystal.pbc = np.ones(3, bool)  # a one-atom periodic cell is a crystal unless tagged
+    assert not is_isolated_atom(crystal)
+    crystal.config_type = "isolated_atom"
+    assert is_isolated_atom(crystal)
+    assert isolated_atom_energies([atom(), atom()]) == {1: -13.6}  # repeated entries that agree
+    other = atom(source="b.xyz, frame 3")
+    other.energy = -13.0
+    with pytest.raises(DataError, match="two different isolated-atom energies for Z=1: .* and b.xyz, frame 3"):
+        isolated_atom_energies([atom(), other])
+
+
 def test_fit_e0s_recovers_known_values():
     configs, e0 = synthetic()
     fitted = fit_e0s(configs)
