@@ -318,36 +318,23 @@ def mae_report(model: LinearACE, graphs) -> dict:
     }
 
 
-def _data_dir():
-    import os
-    from pathlib import Path
-
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("MINIMACE_DATA", default))
-
-
-RMD17 = {  # name -> (train file, test file) inside the shared data folder
-    "ethanol": ("botnet_ethanol/train.xyz", "botnet_ethanol/test_MD.xyz"),
-    "aspirin": ("rmd17_aspirin/rmd17_aspirin_train.xyz", "rmd17_aspirin/rmd17_aspirin_test.xyz"),
-}
+RMD17 = {"ethanol": "botnet_ethanol", "aspirin": "rmd17_aspirin"}  # molecule -> shared data set (datasets.py)
 
 
 def fit_rmd17(name="ethanol", n_train=950, n_valid=50, n_test=None, r_max=5.0, **kwargs):
     """Fit a :class:`LinearACE` on the first ``n_train + n_valid`` training configurations of an rMD17
-    molecule (E0s from ``botnet_ethanol/isolated_atoms.xyz``, same level of theory) and report test MAEs.
+    molecule from the shared data folder (E0s: PBE/def2-SVP isolated atoms) and report MAEs.
 
     Returns
     -------
     (LinearACE, dict)
         The model and ``{"train": ..., "valid": ..., "test": ...}`` MAE reports (see :func:`mae_report`).
     """
-    from .data import isolated_atom_energies, read_configurations
+    from .datasets import load_shared, shared_e0s
 
-    folder = _data_dir()
-    e0s = isolated_atom_energies(read_configurations(folder / "botnet_ethanol" / "isolated_atoms.xyz", required=()))
-    train_file, test_file = RMD17[name]
-    configs = read_configurations(folder / train_file, index=f":{n_train + n_valid}")
-    test = read_configurations(folder / test_file, index=":" if n_test is None else f":{n_test}")
+    configs = load_shared(RMD17[name], "train", index=f":{n_train + n_valid}")
+    test = load_shared(RMD17[name], "test", index=":" if n_test is None else f":{n_test}")
+    e0s = shared_e0s(RMD17[name])
     graphs = [c.to_graph(r_max) for c in configs]
     test_graphs = [c.to_graph(r_max) for c in test]
     elements = sorted({int(z) for c in configs for z in c.atomic_numbers})
