@@ -1,0 +1,224 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 — The readout and the full model (stage 6)
+#
+# **What you will learn**
+# - the **readout** $E_i = E^0_{z_i} + s \sum_t \mathcal R_t(h^{(t)}_i) + \mu$ (Eq. 13): linear for the first
+#   layers, a one-hidden-layer MLP for the last, scalars only;
+# - the whole MACE, stage by stage, on a real molecule, with **every tensor shape printed next to its equation**;
+# - forces $\mathbf F_i = -\partial E / \partial \mathbf r_i$ by automatic differentiation, checked against finite
+#   differences; stress and virials of a periodic box.
+#
+# **Prerequisites**: notebook 05 (messages and update) and the stages before it (Eqs. 7–12).
+#
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eqs. 7–13. The walk-through follows the spirit of
+# ACEsuit's `MACE_developer` tutorial: one sub-step per line, its shape, its equation.
+
+# %%
+import os
+
+import torch
+
+from minimace.data import DataError, average_num_neighbors
+from minimace.datasets import bundled, bundled_e0s, load_shared, shared_e0s
+from minimace.graph import batch_graphs
+from minimace.message import element_order
+from minimace.model import MACE
+
+QUICK = os.environ.get("MINIMACE_QUICK", "0") == "1"
+dtype = torch.float64
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## 1. A real molecule, its reference energy, and a model with the data's $E^0$
+#
+# One rMD17 ethanol configuration (PBE/def2-SVP; bundled GFN2-xTB ethanol if the shared folder is absent), and the
+# isolated-atom energies $E^0_z$ of the same level of theory. The model's weights are random: the point here is the
+# structure of the computation, not accuracy (training comes later).
+
+# %%
+try:
+    configs, e0s = load_shared("botnet_ethanol", "train", index="0:3"), shared_e0s("botnet_ethanol")
+except DataError:
+    configs, e0s = [c for c in bundled("train") if len(c) == 9][:3], bundled_e0s()
+config = configs[0]
+batch = batch_graphs([config.to_graph(r_max=5.0, dtype=dtype)])
+zs = [1, 6, 8]
+model = MACE(r_max=5.0, max_ell=2, correlation=3, num_interactions=2, hidden_irreps="8x0e+8x1o+8x2e",
+             MLP_irreps="8x0e", radial_MLP=[32, 32], avg_num_neighbors=average_num_neighbors([batch]),
+             atomic_numbers=zs, atomic_energies=[e0s[z] for z in zs],
+             atomic_inter_scale=0.5, atomic_inter_shift=-0.1).to(dtype)
+print("E0 (eV):", {z: round(e0s[z], 4) for z in zs}, "| reference E =", round(float(batch["energy"]), 4), "eV")
+assert batch["energy"].shape == (1,) and batch["forces"].shape == (9, 3)
+
+# %% [markdown]
+# ## 2. The whole model, line by line (Eqs. 7–13)
+#
+# The loop below calls the model's own modules in the order of `MACE.node_energies`. Each line prints the shape of
+# the tensor it makes and the equation it implements. ($n$ = 9 atoms, $E$ = edges, $k$ = 8 channels.)
+
+# %%
+def show(name, x, eq):
+    print(f"{name:<34} {str(tuple(x.shape)):<14} {eq}")
+
+z = model.species(batch["atomic_numbers"]);                 show("z_i (element index)", z, "")
+i, j = batch["edge_index"];                                 show("edge_index (i centre, j neighbour)", batch["edge_index"], "")
+r_ij = batch["positions"][j] - batch["positions"][i] + batch["shifts"];  show("r_ij", r_ij, "")
+Y, radial = model.edge_embedding(r_ij);                     show("Y_lm(r̂_ij)", Y, "Eq. 7")
+show("j_n(r_ij) f_p(r_ij)", radial, "Eq. 7 (App. A.2)")
+h = model.embedding(z);                                     show("h^(0) = W_{z_i}", h, "chemical embedding")
+order, E_inter, hs = element_order(z, model.num_elements), torch.zeros(9, dtype=dtype), []
+for t in range(2):
+    basis = model.atomic_bases[t]
+    show(f"R^({t+1})_kl(r_ij)  radial MLP", basis.radial_mlp(radial), "Eq. 7")
+    A = basis(h, z, Y, radial, batch["edge_index"]);        show(f"A^({t+1})_i  {basis.target_irreps}", A, "Eq. 8")
+    m = model.messages[t](A, z, order);                      show(f"m^({t+1})_i  {model.messages[t].irreps_out}", m, "Eqs. 10-11")
+    h = model.updates[t](m, h, z);                           show(f"h^({t+1})_i", h, "Eq. 12")
+    R_t = model.readouts[t](h);                              show(f"R_{t+1}(h^({t+1})_i)", R_t, "Eq. 13")
+    E_inter, hs = E_inter + R_t, hs + [h]
+E_i = model.atomic_energies(z) + model.scale_shift(E_inter); show("E_i = E0_z + s Σ_t R_t + μ", E_i, "Eq. 13")
+E = E_i.sum()[None];                                        show("E = Σ_i E_i", E, "Eq. 13")
+
+# %% [markdown]
+# *Line ↔ equation*: the loop body is one MACE layer — atomic basis (Eq. 8), product basis contracted into the message
+# (Eqs. 10–11), update (Eq. 12), readout (Eq. 13). The check: the model's own `forward` gives the same numbers.
+
+# %%
+out = {key: value.detach() for key, value in model(batch).items()}
+for key, value in out.items():
+    show(f"model(batch)['{key}']", value, "")
+print("max |E_i − node_energy| =", (E_i - out["node_energy"]).abs().max().item())
+assert torch.allclose(E_i, out["node_energy"], atol=1e-12, rtol=0) and torch.allclose(E, out["energy"], atol=1e-10)
+
+# %% [markdown]
+# ## 3. The readouts (Eq. 13)
+#
+# $$ \mathcal R_t(h) = \sum_k W_k\, h_{k,00} / \sqrt{k} \quad (t < T), \qquad
+#    \mathcal R_T(h) = \sum_{k'} W'_{k'}\, c\,\sigma\Big(\sum_k W_{k'k}\, h_{k,00} / \sqrt{k}\Big) / \sqrt{k_{MLP}}. $$
+#
+# The linear readout sees only the $k$ invariant channels $h_{k,00}$: the $1o$ and $2e$ blocks of $h^{(1)}$ are
+# ignored (an energy must be invariant). $c$ normalises the activation $\sigma$ (SiLU) to unit second moment.
+
+# %%
+h1 = hs[0]                                                  # h^(1) from the walk-through above
+lin = model.readouts[0]
+W = lin.linear.weight_views()[0]                            # [k, 1]
+R1_eq = h1[:, :8] @ W[:, 0] / 8 ** 0.5                     # only the 8 scalar channels
+print("h^(1)", tuple(h1.shape), "| W of the linear readout", tuple(W.shape), "| R_1", tuple(R1_eq.shape))
+assert torch.allclose(lin(h1), R1_eq, atol=1e-12)
+h1_other = h1.clone()
+h1_other[:, 8:] = torch.randn_like(h1[:, 8:])               # change every non-scalar block
+assert torch.equal(lin(h1_other), lin(h1))
+
+# %%
+mlp = model.readouts[1]
+h2 = hs[1]                                                  # the last layer's features (scalars only)
+W1, W2 = mlp.linear_1.weight_views()[0], mlp.linear_2.weight_views()[0]   # [k, k_MLP], [k_MLP, 1]
+hidden = torch.nn.functional.silu(h2 @ W1 / 8 ** 0.5) * mlp.act_norm       # c σ(W h)
+R2_eq = hidden @ W2[:, 0] / W1.shape[1] ** 0.5
+print("h^(2)", tuple(h2.shape), "| W", tuple(W1.shape), "| W'", tuple(W2.shape), "| c =", round(float(mlp.act_norm), 4))
+assert torch.allclose(mlp(h2), R2_eq, atol=1e-12)
+
+# %% [markdown]
+# *Line ↔ equation*: `W` is $W_k$, `W1` is $W_{k'k}$, `W2` is $W'_{k'}$; the divisions by $\sqrt{\text{fan-in}}$ are
+# e3nn's normalisation, which the official implementation also uses.
+#
+# With $E^0$ from the data, the untrained model's total energy is already close to the DFT total — because
+# $\sum_i E^0_{z_i}$ carries almost all of it. What remains, the atomisation energy, is what the network must learn.
+
+# %%
+sum_E0 = float(model.atomic_energies(z).sum())
+print(f"Σ E0 = {sum_E0:.3f} eV | model E = {float(out['energy']):.3f} eV | reference E = {float(batch['energy']):.3f} eV")
+print(f"reference atomisation energy E − Σ E0 = {float(batch['energy']) - sum_E0:.3f} eV")
+assert abs(float(out["energy"]) - sum_E0) < 0.1 * abs(float(batch["energy"]) - sum_E0)
+
+# %% [markdown]
+# ## 4. Forces: $\mathbf F_i = -\partial E/\partial \mathbf r_i$ (autograd) against finite differences
+#
+# $$ F_{i\alpha} \approx -\frac{E(\mathbf r + h\,\mathbf e_{i\alpha}) - E(\mathbf r - h\,\mathbf e_{i\alpha})}{2h}. $$
+#
+# The neighbour list is kept fixed (all pairs are well inside the cutoff, and the envelope makes the energy smooth
+# at $r_c$ anyway).
+
+# %%
+def energy_at(positions):
+    return float(model(dict(batch, positions=positions), compute_forces=False)["energy"].detach())
+
+step = 1e-4
+forces = out["forces"].detach()                                    # [9, 3]
+fd = torch.zeros_like(forces)
+atoms = range(3) if QUICK else range(9)
+for a in atoms:
+    for c in range(3):
+        plus, minus = batch["positions"].clone(), batch["positions"].clone()
+        plus[a, c] += step
+        minus[a, c] -= step
+        fd[a, c] = -(energy_at(plus) - energy_at(minus)) / (2 * step)
+err = (forces[list(atoms)] - fd[list(atoms)]).abs().max().item()
+print(f"forces {tuple(forces.shape)} | max |F_autograd − F_fd| = {err:.2e} eV/Å  (|F| up to {forces.abs().max():.3f})")
+assert err < 1e-6 and forces.abs().max() > 1e-2
+
+# %% [markdown]
+# Newton's third law as a second check: the sum of all forces on an isolated molecule is zero (translation
+# invariance), and so is the total torque (rotation invariance).
+
+# %%
+total_force = forces.sum(0)
+torque = torch.linalg.cross(batch["positions"], forces).sum(0)
+print("Σ F_i =", total_force.tolist(), "\nΣ r_i × F_i =", torque.tolist())
+assert total_force.abs().max() < 1e-10 and torque.abs().max() < 1e-10
+
+# %% [markdown]
+# ## 5. A batch of molecules, and a periodic box with stress
+#
+# A batch is one graph with several disconnected pieces (`batch` gives the graph of each atom): energies and forces
+# of a batch are those of each molecule alone.
+
+# %%
+many = batch_graphs([c.to_graph(r_max=5.0, dtype=dtype) for c in configs])
+out_many = model(many)
+single = torch.cat([model(batch_graphs([c.to_graph(r_max=5.0, dtype=dtype)]))["energy"] for c in configs])
+print("positions", tuple(many["positions"].shape), "| batch", tuple(many["batch"].shape),
+      "| energy", tuple(out_many["energy"].shape), "| forces", tuple(out_many["forces"].shape))
+assert torch.allclose(out_many["energy"], single, atol=1e-10, rtol=0)
+
+# %% [markdown]
+# For a periodic cell the model also returns virials $W = -\partial E/\partial \varepsilon$ (derivative with respect
+# to a symmetric strain of positions and cell) and the stress $\sigma = -W / V$. The bundled data set has 8-water
+# boxes (GFN2-xTB) with reference stress.
+
+# %%
+box = bundled("water_box", index="0:1")[0]
+box_batch = batch_graphs([box.to_graph(r_max=5.0, dtype=dtype)])
+out_box = model(box_batch, compute_stress=True)
+volume = torch.linalg.det(box_batch["cell"][0])
+for key in ("energy", "forces", "stress", "virials"):
+    show(f"water box ['{key}']", out_box[key], "")
+assert torch.allclose(out_box["stress"], -out_box["virials"] / volume, atol=1e-14)
+assert torch.allclose(out_box["stress"], out_box["stress"].transpose(1, 2), atol=1e-12)
+
+# %% [markdown]
+# ## Summary
+#
+# | equation | module | shape (ethanol, 9 atoms, 72 edges) |
+# |---|---|---|
+# | Eq. 7: $Y_{lm}(\hat r_{ij})$, $j_n f_p$, $R_{kl}$ | `one_particle.EdgeEmbedding`, `radial.RadialMLP` | [72, 9], [72, 8] |
+# | Eq. 8: $A^{(t)}_i$ | `atomic_basis.AtomicBasis` | [9, 72] |
+# | Eqs. 10–11: $m^{(t)}_i$ | `message.SymmetricContraction` | [9, 72], then [9, 8] |
+# | Eq. 12: $h^{(t)}_i$ | `update.Update` | [9, 72], then [9, 8] |
+# | Eq. 13: $E_i$, $E$ | `readout.*`, `model.MACE` | [9], [1] |
+# | $\mathbf F = -\nabla E$ | autograd in `MACE.forward` | [9, 3] |
+#
+# Next: notebook 07 tests every one of these stages for equivariance, and shows how far a two-layer MACE "sees".
