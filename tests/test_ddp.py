@@ -55,3 +55,27 @@ def test_two_processes_equal_one(ethanol, tmp_path):
 @pytest.fixture(scope="module")
 def ethanol():
     return t.load_ethanol()
+
+
+@pytest.mark.slow
+def test_torchrun_cli_equals_one_process(tmp_path):
+    """``torchrun --nproc-per-node 2 -m minimace.cli train`` (gloo on CPU) gives the 1-process result."""
+    import ase.io
+    import subprocess
+
+    from minimace.cli import resolve_options, run_train
+
+    ase.io.write(tmp_path / "train.xyz", ase.io.read(t.DATA / "botnet_ethanol" / "train.xyz", ":10"), format="extxyz")
+    flags = {"train_file": str(tmp_path / "train.xyz"), "valid_fraction": "0.2", "E0s": "average", "max_epochs": "2",
+             "hidden_irreps": "8x0e+8x1o", "max_ell": "1", "correlation": "2", "r_max": "4", "radial_MLP": "[16]",
+             "MLP_irreps": "8x0e", "batch_size": "4", "forces_weight": "100", "progress": "false", "device": "cpu"}
+    run_train(resolve_options({**flags, "run_dir": str(tmp_path / "one")}, None), log=t._quiet)
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()] + [f"--run-dir={tmp_path / 'two'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "minimace.cli", "train", *argv], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("model:") == 1  # rank 0 alone prints
+    one, two = (load_checkpoint(tmp_path / d / "checkpoint.pt")["model_state"] for d in ("one", "two"))
+    for k, v in one.items():
+        torch.testing.assert_close(two[k], v, rtol=1e-9, atol=1e-11, msg=k)
