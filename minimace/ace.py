@@ -36,7 +36,7 @@ from .radial import BesselBasis, PolynomialCutoff
 from .so3 import spherical_harmonics
 from .symmetric import _count_block, coupling_block
 
-__all__ = ["ACEBasis", "LinearACE", "mae_report"]
+__all__ = ["ACEBasis", "LinearACE", "design_matrix", "mae_report", "fit_rmd17"]
 
 
 @dataclass
@@ -152,7 +152,7 @@ class ACEBasis(torch.nn.Module):
         return torch.cat(out, dim=1)  # [n_atoms, num_basis]
 
 
-def _design(basis: ACEBasis, batch: dict, forces: bool):
+def design_matrix(basis: ACEBasis, batch: dict, forces: bool):
     """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch."""
     species = basis.z_to_index[batch["atomic_numbers"]]  # [N]
     n_graphs, n_el = len(batch["ptr"]) - 1, len(basis.atomic_numbers)
@@ -216,7 +216,7 @@ class LinearACE:
 
         for start in range(0, len(graphs), batch_size):
             batch = batch_graphs(graphs[start : start + batch_size])
-            X, J = _design(self.basis, batch, forces=True)
+            X, J = design_matrix(self.basis, batch, forces=True)
             n_atoms = (batch["ptr"][1:] - batch["ptr"][:-1]).to(torch.float64)  # [B]
             w_e = energy_weight / n_atoms.sqrt()  # energy rows: per-atom-like weight
             y_e = batch["energy"] - self._e0(batch)
@@ -292,7 +292,7 @@ class LinearACE:
         energies, all_forces = [], []
         for start in range(0, len(graphs), batch_size):
             batch = batch_graphs(graphs[start : start + batch_size])
-            X, J = _design(self.basis, batch, forces=forces)
+            X, J = design_matrix(self.basis, batch, forces=forces)
             energies.append(X @ c + self._e0(batch))
             if forces:
                 all_forces.append(J @ c)  # [N, 3]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minimace.ace import ACEBasis, LinearACE, _design, mae_report
+from minimace.ace import ACEBasis, LinearACE, design_matrix, mae_report
 from minimace.data import read_configurations
 from minimace.graph import batch_graphs
 from minimace.testing import BATCH_ATOMS, BATCH_KINDS, assert_equivariant, assert_model_equivariant, \
@@ -45,14 +45,14 @@ def test_b_features_invariant(ethanol, dtype):
 def test_force_rows_are_minus_gradient(ethanol):
     basis = ACEBasis([1, 6, 8], **SMALL).double()
     batch = batch_graphs(ethanol[:4])
-    X, J = _design(basis, batch, forces=True)  # [4, n_feat], [36, 3, n_feat]
+    X, J = design_matrix(basis, batch, forces=True)  # [4, n_feat], [36, 3, n_feat]
     h = 1e-5
     for atom, alpha in [(0, 0), (13, 2), (35, 1)]:
         plus, minus = dict(batch), dict(batch)
         plus["positions"], minus["positions"] = batch["positions"].clone(), batch["positions"].clone()
         plus["positions"][atom, alpha] += h
         minus["positions"][atom, alpha] -= h
-        fd = -(_design(basis, plus, False)[0] - _design(basis, minus, False)[0]) / (2 * h)  # [4, n_feat]
+        fd = -(design_matrix(basis, plus, False)[0] - design_matrix(basis, minus, False)[0]) / (2 * h)  # [4, n_feat]
         graph = int(batch["batch"][atom])
         assert (fd[graph] - J[atom, alpha]).abs().max() < 1e-6 * (1 + J[atom, alpha].abs().max())
         others = [g for g in range(4) if g != graph]
