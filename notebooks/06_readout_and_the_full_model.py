@@ -70,26 +70,27 @@ assert batch["energy"].shape == (1,) and batch["forces"].shape == (9, 3)
 # the tensor it makes and the equation it implements. ($n$ = 9 atoms, $E$ = edges, $k$ = 8 channels.)
 
 # %%
-def show(name, x, eq):
+def show(name, x, eq=""):
     print(f"{name:<34} {str(tuple(x.shape)):<14} {eq}")
+    return x
 
-z = model.species(batch["atomic_numbers"]);                 show("z_i (element index)", z, "")
-i, j = batch["edge_index"];                                 show("edge_index (i centre, j neighbour)", batch["edge_index"], "")
-r_ij = batch["positions"][j] - batch["positions"][i] + batch["shifts"];  show("r_ij", r_ij, "")
-Y, radial = model.edge_embedding(r_ij);                     show("Y_lm(r̂_ij)", Y, "Eq. 7")
+z = show("z_i (element index)", model.species(batch["atomic_numbers"]))
+i, j = show("edge_index (centre i, neighbour j)", batch["edge_index"])
+r_ij = show("r_ij = r_j − r_i + shift", batch["positions"][j] - batch["positions"][i] + batch["shifts"])
+Y, radial = model.edge_embedding(r_ij)
+show("Y_lm(r̂_ij)", Y, "Eq. 7")
 show("j_n(r_ij) f_p(r_ij)", radial, "Eq. 7 (App. A.2)")
-h = model.embedding(z);                                     show("h^(0) = W_{z_i}", h, "chemical embedding")
+h = show("h^(0) = W_{z_i}", model.embedding(z), "chemical embedding")
 order, E_inter, hs = element_order(z, model.num_elements), torch.zeros(9, dtype=dtype), []
-for t in range(2):
-    basis = model.atomic_bases[t]
+for t, basis in enumerate(model.atomic_bases):
     show(f"R^({t+1})_kl(r_ij)  radial MLP", basis.radial_mlp(radial), "Eq. 7")
-    A = basis(h, z, Y, radial, batch["edge_index"]);        show(f"A^({t+1})_i  {basis.target_irreps}", A, "Eq. 8")
-    m = model.messages[t](A, z, order);                      show(f"m^({t+1})_i  {model.messages[t].irreps_out}", m, "Eqs. 10-11")
-    h = model.updates[t](m, h, z);                           show(f"h^({t+1})_i", h, "Eq. 12")
-    R_t = model.readouts[t](h);                              show(f"R_{t+1}(h^({t+1})_i)", R_t, "Eq. 13")
+    A = show(f"A^({t+1})_i  {basis.target_irreps}", basis(h, z, Y, radial, batch["edge_index"]), "Eq. 8")
+    m = show(f"m^({t+1})_i  {model.messages[t].irreps_out}", model.messages[t](A, z, order), "Eqs. 10-11")
+    h = show(f"h^({t+1})_i", model.updates[t](m, h, z), "Eq. 12")
+    R_t = show(f"R_{t+1}(h^({t+1})_i)", model.readouts[t](h), "Eq. 13")
     E_inter, hs = E_inter + R_t, hs + [h]
-E_i = model.atomic_energies(z) + model.scale_shift(E_inter); show("E_i = E0_z + s Σ_t R_t + μ", E_i, "Eq. 13")
-E = E_i.sum()[None];                                        show("E = Σ_i E_i", E, "Eq. 13")
+E_i = show("E_i = E0_z + s Σ_t R_t + μ", model.atomic_energies(z) + model.scale_shift(E_inter), "Eq. 13")
+E = show("E = Σ_i E_i", E_i.sum()[None], "Eq. 13")
 
 # %% [markdown]
 # *Line ↔ equation*: the loop body is one MACE layer — atomic basis (Eq. 8), product basis contracted into the message
@@ -140,7 +141,8 @@ assert torch.allclose(mlp(h2), R2_eq, atol=1e-12)
 
 # %%
 sum_E0 = float(model.atomic_energies(z).sum())
-print(f"Σ E0 = {sum_E0:.3f} eV | model E = {float(out['energy']):.3f} eV | reference E = {float(batch['energy']):.3f} eV")
+print(f"Σ E0 = {sum_E0:.3f} eV | model E = {float(out['energy']):.3f} eV",
+      f"| reference E = {float(batch['energy']):.3f} eV")
 print(f"reference atomisation energy E − Σ E0 = {float(batch['energy']) - sum_E0:.3f} eV")
 assert abs(float(out["energy"]) - sum_E0) < 0.1 * abs(float(batch["energy"]) - sum_E0)
 
@@ -167,7 +169,8 @@ for a in atoms:
         minus[a, c] -= step
         fd[a, c] = -(energy_at(plus) - energy_at(minus)) / (2 * step)
 err = (forces[list(atoms)] - fd[list(atoms)]).abs().max().item()
-print(f"forces {tuple(forces.shape)} | max |F_autograd − F_fd| = {err:.2e} eV/Å  (|F| up to {forces.abs().max():.3f})")
+print(f"forces {tuple(forces.shape)} | max |F_autograd − F_fd| = {err:.2e} eV/Å",
+      f"(|F| up to {forces.abs().max():.3f})")
 assert err < 1e-6 and forces.abs().max() > 1e-2
 
 # %% [markdown]
