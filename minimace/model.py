@@ -162,25 +162,25 @@ class MACE(torch.nn.Module):
             )
         return idx
 
-    def _edge_vectors(self, batch: dict, positions: torch.Tensor, displacement: Optional[torch.Tensor]):
-        """r_ij = r_j − r_i + shift; under strain ε: r -> r(1+ε), cell -> cell(1+ε)."""
+    def edge_vectors(self, batch: dict, positions: torch.Tensor, displacement: Optional[torch.Tensor] = None):
+        """r_ij = r_j − r_i + shift [n_edges, 3]; under a strain ε: r -> r(1+ε), cell -> cell(1+ε)."""
         centre, neighbour = batch["edge_index"][0], batch["edge_index"][1]
         if displacement is None:
             shifts = batch["shifts"].to(positions.dtype)  # [n_edges, 3]
-            return positions, positions[neighbour] - positions[centre] + shifts
+            return positions[neighbour] - positions[centre] + shifts
         graph = batch["batch"]
         eps = 0.5 * (displacement + displacement.transpose(-1, -2))  # [n_graphs, 3, 3] symmetric strain
         positions = positions + torch.einsum("ni,nij->nj", positions, eps[graph])
         cell = batch["cell"].to(positions.dtype).view(-1, 3, 3)
         cell = cell + cell @ eps  # [n_graphs, 3, 3]
         shifts = torch.einsum("ei,eij->ej", batch["unit_shifts"].to(positions.dtype), cell[graph[centre]])
-        return positions, positions[neighbour] - positions[centre] + shifts
+        return positions[neighbour] - positions[centre] + shifts
 
     # ------------------------------------------------------------------ model
     def node_energies(self, batch: dict, positions: torch.Tensor, displacement=None) -> torch.Tensor:
         """E_i [n_nodes] (Eq. 13), differentiable w.r.t. ``positions`` and ``displacement``."""
         species = self.species(batch["atomic_numbers"])
-        _, vectors = self._edge_vectors(batch, positions, displacement)
+        vectors = self.edge_vectors(batch, positions, displacement)  # [n_edges, 3]
         Y, radial = self.edge_embedding(vectors)  # [n_edges, (lmax+1)**2], [n_edges, n_bessel]
         h = self.embedding(species)  # [n_nodes, k]
         order = element_order(species, self.num_elements)
@@ -206,7 +206,7 @@ class MACE(torch.nn.Module):
         inputs_needed = compute_forces or compute_stress
         positions = batch["positions"].to(dtype)
         n_graphs = batch["ptr"].numel() - 1 if "ptr" in batch else int(batch["batch"].max()) + 1
-        if (compute_forces or compute_stress) and not positions.requires_grad:
+        if inputs_needed and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
         displacement = None
         if compute_stress:
