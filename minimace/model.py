@@ -70,6 +70,18 @@ class MACE(torch.nn.Module):
     ----------
     config : dict
         JSON-serialisable; ``MACE(**model.config)`` rebuilds the same architecture.
+    embedding : ChemicalEmbedding
+        h^{(0)} (mace ``node_embedding``).
+    edge_embedding : EdgeEmbedding
+        Y(r̂_ij) and Bessel × envelope features (mace ``spherical_harmonics``, ``radial_embedding``).
+    atomic_bases, messages, updates, readouts : ModuleList, one entry per layer t
+        ``AtomicBasis`` (mace ``interactions[t]`` without its ``skip_tp`` for t > 0),
+        ``SymmetricContraction`` (``products[t].symmetric_contractions``), ``Update`` (``products[t].linear``
+        and, for t > 0, ``interactions[t].skip_tp``), ``LinearReadout`` / ``NonLinearReadout`` (``readouts[t]``).
+    atomic_energies, scale_shift
+        E0 per element and (s, μ).
+    atomic_numbers, z_to_index : buffers
+        Known elements and the lookup Z -> element index (-1 for unknown Z).
     """
 
     def __init__(
