@@ -121,11 +121,14 @@ def _coupling_candidates(ls: tuple[int, ...], L: int) -> list[np.ndarray]:
     """All coupling trees ``((l_1 ⊗ l_2 → k_2) ⊗ l_3 → k_3) ... → L`` as arrays ``[2L+1, 2l_1+1, ..., 2l_ν+1]``."""
     # partial couplings: list of arrays [2k+1, 2l_1+1, ..., 2l_j+1]
     partial = [np.eye(2 * ls[0] + 1)]  # ν = 1: the identity on V_{l_1}
-    for l_next in ls[1:]:
+    for step, l_next in enumerate(ls[1:], start=2):
+        remaining = sum(ls[step:])  # degrees still to couple: k_new must stay within reach of L
         new = []
         for T in partial:
             k = (T.shape[0] - 1) // 2
             for k_new in range(abs(k - l_next), k + l_next + 1):
+                if abs(k_new - L) > remaining:
+                    continue
                 w = wigner_3j(k, l_next, k_new, dtype=torch.float64).numpy()  # [2k+1, 2l+1, 2k_new+1]
                 new.append(np.einsum("a...,abc->c...b", T, w))  # [2k_new+1, ..., 2l_next+1]
         partial = new
