@@ -15,6 +15,7 @@ for extxyz), the key and the atom index where they apply.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ase.io.formats import string2index
 import numpy as np
 import torch
 
-from .graph import DataError, KeySpec, atoms_to_graph, batch_graphs, read_labels, validate_structure
+from .graph import DataError, KeySpec, _available_keys, atoms_to_graph, batch_graphs, read_labels, validate_structure
 
 __all__ = [
     "DataError",
@@ -221,7 +222,8 @@ def read_configurations(
     path : str or Path
         The file.
     keys : KeySpec, optional
-        Label keys; or give them as keywords, e.g. ``energy_key="energy_xtb", forces_key="forces_xtb"``.
+        Label keys; or give them as keywords, e.g. ``energy_key="energy_xtb", forces_key="forces_xtb"``
+        (keywords override the fields of ``keys``).
     index : str, int or slice
         Frames to read (ASE syntax, e.g. ``":"``, ``"10:20"``, ``-1``).
     format : str, optional
@@ -241,7 +243,7 @@ def read_configurations(
         has), labels of the wrong shape or with non-finite values, bad structures (see
         ``minimace.graph.validate_structure``). The message names file, frame, line, key and atom.
     """
-    keys = keys or KeySpec(**key_names)
+    keys = dataclasses.replace(keys or KeySpec(), **key_names)  # keywords override fields of ``keys``
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -250,8 +252,6 @@ def read_configurations(
         config = Configuration.from_atoms(atoms, keys, source=where)
         for name in required:
             if getattr(config, name) is None and not (name == "forces" and len(config) == 1):
-                from .graph import _available_keys
-
                 raise DataError(
                     f"{where}: no {name} under key {getattr(keys, name + '_key')!r}; the frame has "
                     f"{_available_keys(atoms)}. Pass {name}_key=... (or required=() for unlabelled data)"
