@@ -82,10 +82,21 @@ class ACEBasis(torch.nn.Module):
         largest correlation order.
     num_polynomial_cutoff : int
         Order p of the envelope.
+    radial : str
+        ``"bessel"``: R_n = j_n(r) f_p(r) (MACE's radial features, ``radial.py``); ``"chebyshev"``:
+        R_n = T_{n}(x(r)) f_p(r), Chebyshev polynomials of a distance transform
+        y = 1 / (1 + (r / r_0)²) mapped to x ∈ [-1, 1] on [0, r_max], which puts more resolution at bond
+        lengths (the usual choice of linear ACE codes, with ``r_0`` about a bond length).
+    r_0 : float
+        Scale of the distance transform (Å), for ``radial="chebyshev"``.
     """
 
-    def __init__(self, atomic_numbers, r_max=5.0, n_max=8, l_max=3, max_degree=(8, 10, 8), num_polynomial_cutoff=5):
+    def __init__(self, atomic_numbers, r_max=5.0, n_max=8, l_max=3, max_degree=(8, 10, 8), num_polynomial_cutoff=5,
+                 radial="bessel", r_0=1.0):
         super().__init__()
+        if radial not in ("bessel", "chebyshev"):
+            raise ValueError(f"radial must be 'bessel' or 'chebyshev', got {radial!r}")
+        self.radial, self.r_0 = radial, float(r_0)
         self.atomic_numbers = [int(z) for z in atomic_numbers]
         self.r_max, self.n_max, self.l_max = float(r_max), int(n_max), int(l_max)
         self.max_degree = tuple(int(m) for m in max_degree)
@@ -121,12 +132,24 @@ class ACEBasis(torch.nn.Module):
             out[len(ls)] = out.get(len(ls), 0) + size
         return out
 
+    def radial_functions(self, lengths: torch.Tensor) -> torch.Tensor:
+        """R_n(r) of the one-particle basis: ``lengths`` [n_edges, 1] -> [n_edges, n_max]."""
+        if self.radial == "bessel":
+            return self.bessel(lengths) * self.cutoff(lengths)
+        y = 1.0 / (1.0 + (lengths / self.r_0) ** 2)  # (y_min, 1] on [0, r_max)
+        y_min = 1.0 / (1.0 + (self.r_max / self.r_0) ** 2)
+        x = 2.0 * (y - y_min) / (1.0 - y_min) - 1.0  # [-1, 1]
+        T = [torch.ones_like(x), x]
+        for _ in range(2, self.n_max):
+            T.append(2.0 * x * T[-1] - T[-2])  # Chebyshev recursion T_{n+1} = 2x T_n - T_{n-1}
+        return torch.cat(T[: self.n_max], dim=-1) * self.cutoff(lengths)  # [n_edges, n_max]
+
     def atomic_basis(self, positions, atomic_numbers, edge_index, shifts) -> torch.Tensor:
         """A_{i, (n, z), lm} = Σ_j R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} (Eq. 8): [n_atoms, n_max * n_elements, d]."""
         i, j = edge_index
         vectors = positions[j] - positions[i] + shifts  # [n_edges, 3]
         lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)  # [n_edges, 1]
-        radial = self.bessel(lengths) * self.cutoff(lengths)  # [n_edges, n_max]
+        radial = self.radial_functions(lengths)  # [n_edges, n_max]
         Y = spherical_harmonics(self.l_max, vectors, normalize=True)  # [n_edges, d]
         onehot = torch.nn.functional.one_hot(self.z_to_index[atomic_numbers[j]], len(self.atomic_numbers))
         phi = radial[:, :, None, None] * onehot[:, None, :, None].to(Y.dtype) * Y[:, None, None, :]
@@ -363,13 +386,16 @@ def main(argv=None):
     parser.add_argument("--n-max", type=int, default=8)
     parser.add_argument("--l-max", type=int, default=3)
     parser.add_argument("--max-degree", type=int, nargs="+", default=[8, 10, 8])
+    parser.add_argument("--radial", choices=["bessel", "chebyshev"], default="bessel")
+    parser.add_argument("--r-0", type=float, default=1.0)
     parser.add_argument("--energy-weight", type=float, default=30.0)
     parser.add_argument("--forces-weight", type=float, default=1.0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     model, report = fit_rmd17(
         args.name, args.n_train, args.n_valid, args.n_test, r_max=args.r_max, n_max=args.n_max, l_max=args.l_max,
-        max_degree=tuple(args.max_degree), energy_weight=args.energy_weight, forces_weight=args.forces_weight,
+        max_degree=tuple(args.max_degree), radial=args.radial, r_0=args.r_0, energy_weight=args.energy_weight,
+        forces_weight=args.forces_weight,
     )
     info = {k: v for k, v in model.fit_info.items() if k != "validation_loss"}
     print(json.dumps({"args": vars(args), "counts": model.basis.counts(), "fit": info, **report,

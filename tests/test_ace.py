@@ -107,3 +107,15 @@ def test_fit_on_real_ethanol(ethanol):
     assert report["energy_mae_meV"] < 0.25 * baseline_e, (report, baseline_e)
     assert report["forces_mae_meV_per_A"] < 0.25 * baseline_f, (report, baseline_f)
     assert_model_equivariant(model, batch_graphs(test[:2]), atol=1e-9)
+
+
+def test_chebyshev_radial_basis(ethanol):
+    basis = ACEBasis([1, 6, 8], radial="chebyshev", r_0=1.0, **SMALL).double()
+    r = torch.linspace(0.01, 6.0, 500, dtype=torch.float64)[:, None]
+    R = basis.radial_functions(r)  # [500, n_max]
+    assert R.abs().max() <= 1.0 + 1e-12 and R[r[:, 0] >= 5.0].abs().max() == 0  # |T_n| <= 1, zero beyond r_max
+    assert torch.allclose(R[:, 0], basis.cutoff(r)[:, 0])  # T_0 = 1: the envelope itself
+    batch = batch_graphs(ethanol[:2])
+    assert_equivariant(_features(basis), (batch,), (BATCH_KINDS,), "0e", tests=("rotation", "reflection"), atol=1e-10)
+    with pytest.raises(ValueError):
+        ACEBasis([1], radial="gaussian")
