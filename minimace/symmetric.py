@@ -26,9 +26,11 @@ How :func:`coupling_basis` computes them (exact count, float64 values):
    in ``⊗_a Sym^{m_a}(V_{l_a})``, counted exactly with integers from weight multiplicities
    (:func:`count_couplings`), and every residual norm must be either below ``_TOL_ZERO`` (dependent) or
    above ``_TOL_KEEP`` (independent) — measured: <= 7e-16 versus >= 0.13, checked at every step.
-   Exact rational arithmetic (sympy) is not used for the values: real Wigner-3j symbols are square roots
-   of rationals and the symbolic Gram–Schmidt is far too slow for ``l_max = 3, ν = 3``; float64 with a
-   certified rank gives the same space to ~1e-15.
+   Exact arithmetic (sympy) is not used for the values: products of real Wigner-3j symbols are sums of
+   square roots of rationals, and a symbolic Gram–Schmidt over hundreds of candidates of size ``(2L+1) d^ν``
+   is costly; float64 with a certified rank gives the same space to ~1e-15. Where the entries are simple
+   (ν = 2), :func:`to_sympy` recovers them exactly. The tests cross-check the count with the character
+   formula, the space with the fixed space of the group (an SVD) and with mace-torch's over-complete tensors.
 5. Embed each block tensor into the full ``d^ν`` tensor at every ordering of its degrees (so ``U`` is
    symmetric in its ``d`` indices) and scale it to "component" normalisation:
    ``Σ_{M, i} U[M, i, η] U[M, i, η'] = (2L + 1) δ_{ηη'}`` (orthogonal columns; for ν = 1 the basis is the
@@ -192,7 +194,7 @@ def coupling_block(ls, L: int, pattern=None, dtype: torch.dtype = torch.float64,
         for b in range(len(ls)):
             if canonical[a] == canonical[b] and ls[a] != ls[b]:
                 raise ValueError(f"factors with equal labels must have equal degrees: {ls}, {pattern}")
-    return torch.as_tensor(_block_basis(ls, int(L), canonical), dtype=dtype, device=device)
+    return torch.tensor(_block_basis(ls, int(L), canonical), dtype=dtype, device=device)  # a copy: cache stays intact
 
 
 def _embed(T: np.ndarray, ls: tuple[int, ...], lmax: int) -> np.ndarray:
@@ -279,7 +281,7 @@ def coupling_basis(
     if correlation < 1 or lmax < 0 or L < 0 or parity not in (1, -1):
         raise ValueError(f"invalid arguments lmax={lmax}, correlation={correlation}, L={L}, parity={parity}")
     U = _coupling_basis_numpy(int(lmax), int(correlation), int(L), int(parity))
-    return torch.as_tensor(U, dtype=dtype, device=device)
+    return torch.tensor(U, dtype=dtype, device=device)  # a copy: in-place edits never reach the cache
 
 
 # ----------------------------------------------------------------------------- Eqs. (9) and (10)

@@ -222,6 +222,8 @@ def test_cache_memory_and_disk(tmp_path, monkeypatch):
     U2 = coupling_basis(2, 3, 1, -1)  # read back from disk
     assert torch.equal(U1, U2)
     assert symmetric._coupling_basis_numpy(2, 3, 1, -1) is symmetric._coupling_basis_numpy(2, 3, 1, -1)
+    U2.zero_()  # an in-place edit of a returned tensor must not reach the cache
+    assert torch.equal(coupling_basis(2, 3, 1, -1), U1)
     symmetric._coupling_basis_numpy.cache_clear()
 
 
