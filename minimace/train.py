@@ -47,6 +47,9 @@ __all__ = [
     "loss_terms",
     "weighted_loss",
     "evaluate",
+    "predict",
+    "loss_from_predictions",
+    "metrics_from_predictions",
     "error_table",
     "train",
     "seed_everything",
@@ -375,19 +378,31 @@ def metrics_from_predictions(p: dict) -> dict[str, float]:
     return m
 
 
+def loss_from_predictions(p: dict, weights: dict[str, float]) -> float:
+    """The loss of :func:`weighted_loss` over a whole split, from the output of :func:`predict`."""
+    n_atoms = p["n_atoms"].to(p["pred_energy"].dtype)  # [B]
+    sums, counts = {}, {}
+    if "ref_energy" in p:
+        sums["energy"] = (p["energy_weight"] * ((p["pred_energy"] - p["ref_energy"]) / n_atoms) ** 2).sum()
+        counts["energy_count"] = torch.tensor(float(len(n_atoms)))
+    if "ref_forces" in p:
+        w = torch.repeat_interleave(p["forces_weight"], p["n_atoms"])  # [N]
+        sums["forces"] = (w[:, None] * (p["pred_forces"] - p["ref_forces"]) ** 2).sum()
+        counts["forces_count"] = torch.tensor(3.0 * len(w))
+    for label, scale in (("stress", None), ("virials", n_atoms)):
+        if f"pred_{label}" in p and f"ref_{label}" in p:
+            err = p[f"pred_{label}"] - p[f"ref_{label}"]  # [B, 3, 3]
+            err = err / scale[:, None, None] if scale is not None else err
+            sums[label] = (p[f"{label}_weight"][:, None, None] * err**2).sum()
+            counts[f"{label}_count"] = torch.tensor(9.0 * len(err))
+    return weighted_loss({**sums, **counts}, weights).item()
+
+
 def evaluate(model, graphs: list[dict], weights: dict[str, float], batch_size: int = 10, device="cpu",
              dtype=torch.float64) -> tuple[float, dict]:
     """Loss (with ``weights``) and metrics of ``model`` on ``graphs`` (all of them, in order)."""
-    model.eval()
-    totals: dict[str, torch.Tensor] = {}
-    for _, batch in iterate_batches(graphs, batch_size):
-        batch = to_device(batch, device, dtype)
-        pred = model(batch, compute_forces=True, compute_stress=_needs_stress(batch), training=False)
-        for k, v in loss_terms(_detach(pred), batch).items():
-            totals[k] = totals.get(k, 0.0) + v.detach().cpu().double()
-    loss = weighted_loss(totals, weights).item()
-    metrics = metrics_from_predictions(predict(model, graphs, batch_size, device, dtype))
-    return loss, metrics
+    p = predict(model, graphs, batch_size, device, dtype)
+    return loss_from_predictions(p, weights), metrics_from_predictions(p)
 
 
 ERROR_COLUMNS = [("E_mae", "E MAE [meV]"), ("E_rmse", "E RMSE [meV]"),
@@ -445,7 +460,7 @@ def _global_counts(terms: dict, device, world: int) -> dict[str, torch.Tensor]:
 
 def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, epoch, device, dtype, world,
                  deadline):
-    """One pass over this process's share of the training set. Returns (mean loss, stopped by time)."""
+    """One pass over this process's share of the training set. Returns (mean loss, steps, stopped by time)."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -478,9 +493,9 @@ def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, e
         bar.set_postfix(loss=f"{value.item():.4g}")
         if deadline is not None and _time_is_up(deadline, device, world):
             bar.close()
-            return total / n_seen, True
+            return total / n_seen, n_seen, True
     bar.close()
-    return total / max(n_seen, 1), False
+    return total / max(n_seen, 1), n_seen, False
 
 
 def _time_is_up(deadline: float, device, world: int) -> bool:
@@ -631,9 +646,9 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
                 f"lr={config.swa_lr})")
         weights = _loss_weights(config, epoch)
         sampler.set_epoch(epoch)
-        train_loss, out_of_time = _train_epoch(net, model, train_graphs, list(sampler), config, weights,
+        train_loss, steps, out_of_time = _train_epoch(net, model, train_graphs, list(sampler), config, weights,
                                                optimizer, ema, epoch, device, dtype, world, deadline)
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
+        row = {"epoch": epoch, "steps": steps, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
         if (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.max_epochs or out_of_time:
             with _Averaged(model, ema):
                 valid_loss, m = evaluate(model, valid_graphs, weights, config.valid_batch_size, device, dtype)

@@ -24,7 +24,8 @@ TINY_FLAGS = ["--hidden-irreps", "8x0e+8x1o", "--max-ell", "2", "--correlation",
 
 def test_defaults_are_the_paper_recipe():
     v = resolve_options({"train_file": "x.xyz"}, None)
-    assert (v["r_max"], v["num_bessel"], v["num_polynomial_cutoff"], v["max_ell"], v["correlation"]) == (5.0, 8, 5, 3, 3)
+    model = (v["r_max"], v["num_bessel"], v["num_polynomial_cutoff"], v["max_ell"], v["correlation"])
+    assert model == (5.0, 8, 5, 3, 3)
     assert (v["energy_weight"], v["forces_weight"], v["lr"], v["ema_decay"], v["batch_size"]) == (1.0, 1000.0, 0.01,
                                                                                                   0.99, 5)
     assert v["optimizer"] == "amsgrad" and v["scheduler"] == "plateau" and v["device"] == "auto"
@@ -120,3 +121,15 @@ def test_E0s_isolated_without_isolated_atoms(small_files, tmp_path, capsys):
     status = main(["train", "--train-file", str(small_files / "train.xyz"), "--E0s", "isolated", *TINY_FLAGS,
                    "--run-dir", str(tmp_path)])
     assert status == 2 and "option E0s='isolated': no E0 for atomic numbers [1, 6, 8]" in capsys.readouterr().err
+
+
+def test_demo_runs_and_checks(tmp_path, capsys):
+    """``minimace demo`` with a few seconds of training: the symmetry and force checks pass, files are written."""
+    status = main(["demo", "--run-dir", str(tmp_path), "--time-budget", "0.05"])
+    out = capsys.readouterr().out
+    for check in ("rotation", "inversion", "forces = -dE/dx"):
+        assert f"[PASS] {check}" in out, out[-2000:]
+    assert "[PASS] learned" in out or "[FAIL] learned" in out
+    assert status == (0 if "[FAIL]" not in out else 1)
+    for name in ("best.pt", "errors.txt", "parity.png", "learning_curves.png"):
+        assert (tmp_path / name).is_file(), name

@@ -21,6 +21,7 @@ from minimace.train import (
     TrainConfig,
     TrainingDiverged,
     error_table,
+    evaluate,
     loss_terms,
     predict,
     train,
@@ -102,7 +103,8 @@ def test_loss_of_a_split_batch_with_global_counts_adds_up():
     weights = {"energy": 1.0, "forces": 10.0}
 
     def pred_of(batch):
-        return {"energy": batch["energy"] + 0.1 * (batch["ptr"][1:] - batch["ptr"][:-1]) ** 2, "forces": 1.1 * batch["forces"]}
+        n_atoms = batch["ptr"][1:] - batch["ptr"][:-1]
+        return {"energy": batch["energy"] + 0.1 * n_atoms**2, "forces": 1.1 * batch["forces"]}
 
     whole = batch_graphs(graphs)
     full = weighted_loss(loss_terms(pred_of(whole), whole), weights)
@@ -113,6 +115,17 @@ def test_loss_of_a_split_batch_with_global_counts_adds_up():
     # negative control: averaging the parts' own losses is not the same (different sizes)
     local = sum(weighted_loss(t, weights) for t in terms) / 2
     assert not torch.isclose(local, full, rtol=1e-3)
+
+
+def test_validation_loss_equals_the_loss_of_one_batch(ethanol):
+    _, valid_g = ethanol
+    model = tiny_model().double()
+    weights = {"energy": 1.0, "forces": 100.0}
+    loss, metrics = evaluate(model, valid_g, weights, batch_size=3)  # batches of 3 + 1, summed
+    batch = batch_graphs(valid_g)
+    direct = weighted_loss(loss_terms(model(batch), batch), weights).item()
+    assert loss == pytest.approx(direct, rel=1e-12)
+    assert metrics["n_configs"] == len(valid_g)
 
 
 def test_ema_formula_and_swap():
@@ -185,13 +198,13 @@ def test_same_seed_same_numbers(ethanol):
 @pytest.mark.parametrize("scheduler", ["plateau", "exponential"])
 def test_resume_continues_exactly(ethanol, tmp_path, scheduler):
     train_g, valid_g = ethanol
-    base = dict(FAST, max_epochs=4, swa_start=3, scheduler=scheduler, lr_gamma=0.9)
+    base = dict(FAST, max_epochs=3, swa_start=2, scheduler=scheduler, lr_gamma=0.9)
     whole = tiny_model()
     r_whole = train(whole, train_g, valid_g, TrainConfig(**base), run_dir=tmp_path / "whole", log=_quiet)
     first = tiny_model()
     train(first, train_g, valid_g, TrainConfig(**{**base, "max_epochs": 2}), run_dir=tmp_path / "part", log=_quiet)
     mid = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
-    assert mid["run_state"]["epoch"] == 2
+    assert mid["run_state"]["epoch"] == 2  # the third epoch, resumed below, is in stage two
     resumed = tiny_model(seed=99)  # other initial weights: everything must come from the checkpoint
     r_resumed = train(resumed, train_g, valid_g, TrainConfig(**base), run_dir=tmp_path / "part",
                       restart=tmp_path / "part" / "checkpoint.pt", log=_quiet)
@@ -267,7 +280,7 @@ _TRAIN_AND_STALL = textwrap.dedent("""
                 print("WRITING", flush=True)
                 time.sleep(120)
     ck.torch.save = stall_second_checkpoint
-    t.train(t.tiny_model(), train_g, valid_g, t.TrainConfig(**{{**t.FAST, "max_epochs": 4}}), run_dir=sys.argv[1],
+    t.train(t.tiny_model(), train_g, valid_g, t.TrainConfig(**{{**t.FAST, "max_epochs": 3}}), run_dir=sys.argv[1],
             log=t._quiet)
 """)
 
@@ -287,8 +300,8 @@ def test_kill_during_checkpoint_write_then_resume(ethanol, tmp_path):
     state = load_checkpoint(tmp_path / "checkpoint.pt")  # the last complete one: after epoch 1
     assert state["run_state"]["epoch"] == 1
     resumed = tiny_model(seed=5)
-    train(resumed, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 4}), run_dir=tmp_path,
+    train(resumed, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 3}), run_dir=tmp_path,
           restart=tmp_path / "checkpoint.pt", log=_quiet)
     whole = tiny_model()
-    train(whole, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 4}), run_dir=tmp_path / "whole", log=_quiet)
+    train(whole, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 3}), run_dir=tmp_path / "whole", log=_quiet)
     assert all(torch.equal(a, b) for a, b in zip(_params(whole).values(), _params(resumed).values()))
