@@ -44,7 +44,8 @@ from mace import modules as mace_modules
 from mace.tools.cg import U_matrix_real
 
 from minimace.datasets import data_dir
-from minimace.interop import compare_with_mace_torch, from_mace_torch, use_own_coupling_basis
+from minimace.graph import atoms_to_graph
+from minimace.interop import compare_with_mace_torch, from_mace_torch, mace_torch_batch, use_own_coupling_basis
 from minimace.so3 import spherical_harmonics
 from minimace.symmetric import b_functions, coupling_basis, count_couplings
 
@@ -156,10 +157,6 @@ print("interaction energies (eV):", result["minimace"]["energy"].tolist(), "vs",
 # These are wall-clock times on a shared CPU: compare the two columns, not with other machines.
 
 # %%
-from mace.tools import torch_geometric  # noqa: E402
-from minimace.graph import atoms_to_graph  # noqa: E402
-from minimace.interop import mace_torch_batch  # noqa: E402
-
 repeats = 2 if QUICK else 10
 
 

@@ -118,7 +118,7 @@ def check_agreement(mm, ours, structure_sets, dtype=torch.float64, what=""):
 
 
 # ----------------------------------------------------------------------------- random models over the grid
-GRID = [  # Z, hidden irreps, max_ell, correlation, T, ScaleShiftMACE, extra options
+GRID = [  # Z, hidden irreps, max_ell (mace-torch 0.3.16 cannot build max_ell 0), correlation, T, ScaleShift, options
     ((1, 6, 8), "16x0e", 1, 1, 1, False, {}),
     ((1, 6, 7, 8), "16x0e+16x1o", 2, 2, 2, True, {}),
     ((1, 6, 8), "8x0e+8x1o+8x2e", 3, 3, 2, True, {}),
