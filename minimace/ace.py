@@ -34,7 +34,7 @@ import torch
 
 from .radial import BesselBasis, PolynomialCutoff
 from .so3 import spherical_harmonics
-from .symmetric import _count_block, coupling_block
+from .symmetric import coupling_block
 
 __all__ = ["ACEBasis", "LinearACE", "design_matrix", "mae_report", "fit_rmd17"]
 
@@ -114,13 +114,16 @@ class ACEBasis(torch.nn.Module):
             for multiset in _label_multisets(labels, nu, budget):
                 vs = [labels[a] for a in multiset]
                 ls = tuple(l for _, _, l in vs)
-                if sum(ls) % 2 or _count_block(ls, 0, tuple(vs)) == 0:  # invariants need even Σl
+                if sum(ls) % 2:  # natural parity: invariants need an even Σl
                     continue
                 first = {}
                 pattern = tuple(first.setdefault(v, len(first)) for v in vs)
                 key = (ls, pattern)
                 if key not in self.groups:
-                    self.groups[key] = _Group(ls, coupling_block(ls, 0, pattern)[:, 0])
+                    coupling = coupling_block(ls, 0, pattern)[:, 0]  # [n_inv, 2l_1+1, ..., 2l_ν+1], cached
+                    if coupling.shape[0] == 0:
+                        continue
+                    self.groups[key] = _Group(ls, coupling)
                 self.groups[key].channels.append(tuple(n * n_el + e for n, e, _ in vs))
         self.sizes = [g.coupling.shape[0] * len(g.channels) for g in self.groups.values()]
         self.num_basis = 1 + sum(self.sizes)  # the constant (ν = 0) first
