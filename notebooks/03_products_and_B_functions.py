@@ -36,7 +36,6 @@ import itertools
 import math
 import os
 
-import numpy as np
 import sympy as sp
 import torch
 
