@@ -93,21 +93,21 @@ class Contraction(torch.nn.Module):
         """``A`` [n_nodes, k, d], ``species`` [n_nodes] -> m [n_nodes, k·(2L+1)] (channel-major).
 
         ``element_order`` = (perm, inverse, counts): nodes sorted by element, the inverse permutation and
-        the number of nodes per element (a list of int),
-        so the highest order is contracted element by element without a [n_nodes, k, d^N] intermediate.
+        the number of nodes per element (a list of int), so that every order is contracted element by
+        element with that element's T (never gathering a per-node copy [n_nodes, k, M·d^(ν-1), d] of T).
         """
         perm, inverse, counts = element_order
-        T = self._T(self.correlation)  # [E, k, M·d^(N-1), d]
-        A_sorted = A[perm]  # [n_nodes, k, d]
-        parts = [
-            torch.einsum("kqi,nki->nkq", T[e], A_e)  # [n_e, k, M·d^(N-1)]
-            for e, A_e in enumerate(torch.split(A_sorted, counts))
-        ]
-        c = torch.cat(parts, dim=0)[inverse]  # [n_nodes, k, M·d^(N-1)]
-        for nu in range(self.correlation - 1, 0, -1):
-            T = self._T(nu)[species]  # [n_nodes, k, M·d^(ν-1), d]
-            c = T + c.reshape(T.shape)
-            c = torch.einsum("nkqi,nki->nkq", c, A)  # [n_nodes, k, M·d^(ν-1)]
+        n, k, d = A.shape
+        T = [self._T(nu) for nu in range(1, self.correlation + 1)]  # T[ν-1]: [E, k, M·d^(ν-1), d]
+        parts = []
+        for e, A_e in enumerate(torch.split(A[perm], counts)):  # nodes of element e: [n_e, k, d]
+            c = torch.einsum("kqi,nki->nkq", T[-1][e], A_e)  # c^(N): [n_e, k, M·d^(N-1)]
+            for nu in range(self.correlation - 1, 0, -1):
+                c = c.reshape(A_e.shape[0], k, T[nu - 1].shape[2], d)  # [n_e, k, M·d^(ν-1), d]
+                # c^(ν) = Σ_i (T^(ν) + c^(ν+1))_{..., i} A_i, the two terms contracted separately
+                c = torch.einsum("kqi,nki->nkq", T[nu - 1][e], A_e) + torch.einsum("nkqi,nki->nkq", c, A_e)
+            parts.append(c)  # [n_e, k, M]
+        c = torch.cat(parts, dim=0)[inverse]  # [n_nodes, k, M]
         return c.reshape(A.shape[0], A.shape[1] * self.irrep_out.dim)  # [n_nodes, k·(2L+1)]
 
 
