@@ -6,7 +6,7 @@ See docs/ARCHITECTURE.md.
 """
 
 from . import so3, testing
-from .interop import from_mace_torch
+from .interop import from_mace_torch, from_mace_torch_file
 from .model import MACE
 from .so3 import (
     Irreps,
@@ -25,6 +25,7 @@ __all__ = [
     "Irreps",
     "clebsch_gordan",
     "from_mace_torch",
+    "from_mace_torch_file",
     "irreps_D",
     "random_O3",
     "random_rotation",
