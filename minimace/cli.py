@@ -317,7 +317,7 @@ def prepare_data(v: dict, log=print) -> dict:
     dtype = getattr(torch, v["dtype"])
     graphs = lambda cs: [c.to_graph(v["r_max"], dtype) for c in cs]  # noqa: E731
     out = {"train": graphs(train_c), "valid": graphs(valid_c), "tests": {k: graphs(c) for k, c in tests.items()},
-           "e0s": e0s}
+           "e0s": e0s, "train_names": [c.source for c in train_c]}
     out["avg_num_neighbors"] = average_num_neighbors(out["train"])
     shift, scale = energy_shift_force_scale(train_c, e0s)
     out["shift"], out["scale"] = shift, (scale if v["scaling"] == "rms_forces" else 1.0)
@@ -376,7 +376,7 @@ def run_train(v: dict, log=print) -> dict:
         n_params = sum(p.numel() for p in model.parameters())
         say(f"model: {n_params} parameters, hidden {model.config['hidden_irreps']}; run folder {run_dir}")
         return train(model, data["train"], data["valid"], train_config(v), run_dir=run_dir,
-                     test_sets=data["tests"], restart=v["restart"], log=say)
+                     test_sets=data["tests"], restart=v["restart"], log=say, train_names=data["train_names"])
     finally:
         if distributed:
             import torch.distributed as dist
@@ -425,7 +425,7 @@ def run_evaluate(args, log=print) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 DEMO = dict(hidden_irreps="16x0e+16x1o", max_ell=2, correlation=2, r_max=4.5, num_bessel=8, radial_MLP=[32, 32],
-            MLP_irreps="16x0e", batch_size=5, lr=0.01, forces_weight=100.0, energy_weight=10.0,
+            MLP_irreps="16x0e", batch_size=5, lr=0.01, forces_weight=100.0, energy_weight=100.0,
             scheduler_patience=5, max_epochs=200, valid_fraction=0.1, E0s="isolated", dtype="float64")
 
 

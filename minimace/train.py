@@ -459,7 +459,7 @@ def _global_counts(terms: dict, device, world: int) -> dict[str, torch.Tensor]:
 
 
 def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, epoch, device, dtype, world,
-                 deadline):
+                 deadline, names=None):
     """One pass over this process's share of the training set. Returns (mean loss, steps, stopped by time)."""
     from tqdm.auto import tqdm
 
@@ -478,13 +478,13 @@ def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, e
             dist.all_reduce(value)
         if not torch.isfinite(value):
             raise TrainingDiverged(f"loss became {value.item()} at epoch {epoch}, batch {b} "
-                                   f"(training configurations {chunk} on rank {_world()[0]})")
+                                   f"({_which(chunk, names)} on rank {_world()[0]})")
         optimizer.zero_grad(set_to_none=True)
         (loss * world).backward()  # DDP averages gradients over the world: undo it
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad or float("inf"))
         if not torch.isfinite(norm):
             raise TrainingDiverged(f"gradient norm became {norm.item()} at epoch {epoch}, batch {b} "
-                                   f"(training configurations {chunk} on rank {_world()[0]})")
+                                   f"({_which(chunk, names)} on rank {_world()[0]})")
         optimizer.step()
         if ema is not None:
             ema.update(model)
@@ -496,6 +496,12 @@ def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, e
             return total / n_seen, n_seen, True
     bar.close()
     return total / max(n_seen, 1), n_seen, False
+
+
+def _which(chunk: list[int], names: Optional[list[str]]) -> str:
+    """The configurations of a batch: indices in the training set, and where they come from when known."""
+    text = f"training configurations {chunk}"
+    return text + (": " + "; ".join(names[i] for i in chunk) if names else "")
 
 
 def _time_is_up(deadline: float, device, world: int) -> bool:
@@ -570,7 +576,8 @@ def _restore(path, model, ema, optimizer, config: TrainConfig) -> tuple[_RunStat
 
 def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: TrainConfig,
           run_dir: Optional[str | os.PathLike] = None, test_sets: Optional[dict[str, list[dict]]] = None,
-          restart: Optional[str | os.PathLike] = None, log=print) -> dict[str, Any]:
+          restart: Optional[str | os.PathLike] = None, log=print,
+          train_names: Optional[list[str]] = None) -> dict[str, Any]:
     """Train ``model`` (a ``minimace.MACE``) on graphs from ``minimace.graph.atoms_to_graph``.
 
     Every ``eval_interval`` epochs the EMA weights are evaluated on ``valid_graphs``; the learning-rate
@@ -598,6 +605,8 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
         A ``checkpoint.pt`` to continue from: the run continues exactly as the uninterrupted one would.
     log : callable
         Where messages go (``print`` by default).
+    train_names : list of str, optional
+        Where each training graph comes from (e.g. "train.xyz, frame 12"), quoted when the loss diverges.
 
     Returns
     -------
@@ -647,7 +656,8 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
         weights = _loss_weights(config, epoch)
         sampler.set_epoch(epoch)
         train_loss, steps, out_of_time = _train_epoch(net, model, train_graphs, list(sampler), config, weights,
-                                               optimizer, ema, epoch, device, dtype, world, deadline)
+                                                      optimizer, ema, epoch, device, dtype, world, deadline,
+                                                      train_names)
         row = {"epoch": epoch, "steps": steps, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
         if (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.max_epochs or out_of_time:
             with _Averaged(model, ema):

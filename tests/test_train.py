@@ -241,11 +241,17 @@ def test_nan_loss_stops_with_epoch_batch_and_configs(ethanol, tmp_path):
     train_g, valid_g = ethanol
     torch.manual_seed(0)
     model = _FaultyMACE(**TINY)  # 3 batches per epoch: the 5th call is epoch 1, batch 1
-    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, batch 1 \(training configurations \["):
-        train(model, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 3}), run_dir=tmp_path, log=_quiet)
+    names = [f"train.xyz, frame {k}" for k in range(len(train_g))]
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, batch 1 \(training configurations "
+                                               r"\[\d+, \d+, \d+, \d+\]: train.xyz, frame \d+; train.xyz"):
+        train(model, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 3}), run_dir=tmp_path, log=_quiet,
+              train_names=names)
     state = load_checkpoint(tmp_path / "checkpoint.pt")  # the last good checkpoint is kept
     assert state["run_state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model_state"].values() if v.is_floating_point())
+    # negative control: the same model without the fault trains through
+    model = MACE(**TINY)
+    train(model, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 2}), log=_quiet)
 
 
 def test_time_budget_stops_the_run(ethanol):
