@@ -542,6 +542,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"minimace {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"minimace {args.command}: interrupted. A training run continues from its last complete epoch with "
+              "--restart RUN_DIR/checkpoint.pt", file=sys.stderr)
+        return 130
     except TrainingDiverged as err:
         print(f"minimace {args.command}: training stopped: {err}. The last complete checkpoint is kept; "
               "lower --lr or check the data, then --restart from it.", file=sys.stderr)
