@@ -185,7 +185,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available (the local rank's GPU under torchrun), else CPU."""
+    """``"auto"`` → CUDA if available, else CPU; under torchrun, "auto"/"cuda" is the local rank's GPU."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -193,6 +193,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"option device={str(device)!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per process under torchrun
     return device
 
 
