@@ -20,30 +20,33 @@ def _save(fig: Figure, path) -> None:
 
 
 def parity_figure(predictions: dict[str, dict]) -> Figure:
-    """Predicted vs reference energy per atom and force components, one colour per split.
+    """Predicted vs reference interaction energy per atom and force components, one colour per split.
 
-    Energies per atom are shown relative to the mean reference energy per atom (meV/atom), so that
-    differences of a few meV remain readable next to totals of thousands of eV.
+    The energy panel shows ``(E − Σ_i E0_{z_i}) / N`` (meV/atom) when the predictions carry ``e0_energy``: the
+    isolated-atom part is not learned and would only separate compositions. Otherwise it shows E / N relative
+    to its mean.
 
     Parameters
     ----------
     predictions : dict
         ``{split: minimace.train.predict(...)}`` (keys ``pred_energy``, ``ref_energy``, ``n_atoms``,
-        ``pred_forces``, ``ref_forces``).
+        ``pred_forces``, ``ref_forces``, optionally ``e0_energy``).
     """
     fig = Figure(figsize=(9, 4.2))
     ax_e, ax_f = fig.subplots(1, 2)
     with_e = [p for p in predictions.values() if "ref_energy" in p]
-    offset = float(sum((p["ref_energy"] / p["n_atoms"]).sum() for p in with_e) /
-                   max(sum(len(p["n_atoms"]) for p in with_e), 1))
+    has_e0 = all("e0_energy" in p for p in with_e)
+    offset = 0.0 if has_e0 else float(sum((p["ref_energy"] / p["n_atoms"]).sum() for p in with_e)
+                                      / max(sum(len(p["n_atoms"]) for p in with_e), 1))
     for name, p in predictions.items():
         if "ref_energy" in p:
-            ref, pred = (1000 * (p[k] / p["n_atoms"] - offset) for k in ("ref_energy", "pred_energy"))
+            e0 = p["e0_energy"] if has_e0 else 0.0
+            ref, pred = (1000 * ((p[k] - e0) / p["n_atoms"] - offset) for k in ("ref_energy", "pred_energy"))
             ax_e.scatter(ref, pred, s=6, alpha=0.6, label=name)
         if "ref_forces" in p:
             ax_f.scatter(p["ref_forces"].flatten(), p["pred_forces"].flatten(), s=2, alpha=0.4, label=name)
-    for ax, title, unit in ((ax_e, f"energy per atom − ({offset:.4f} eV)", "meV/atom"),
-                            (ax_f, "force components", "eV/Å")):
+    e_title = "(E − Σ E0) / N" if has_e0 else f"E / N − ({offset:.4f} eV)"
+    for ax, title, unit in ((ax_e, e_title, "meV/atom"), (ax_f, "force components", "eV/Å")):
         if ax.collections:
             lo = min(min(ax.get_xlim()), min(ax.get_ylim()))
             hi = max(max(ax.get_xlim()), max(ax.get_ylim()))

@@ -340,8 +340,24 @@ def _detach(d: dict) -> dict:
     return {k: v.detach() for k, v in d.items() if isinstance(v, torch.Tensor)}
 
 
+def _e0_energy(model, batch: dict) -> Optional[torch.Tensor]:
+    """Σ_i E0_{z_i} of each graph [B] from the model's ``config`` (None if the model has no E0s)."""
+    config = getattr(model, "config", {})
+    if "atomic_energies" not in config or "atomic_numbers" not in config:
+        return None
+    table = torch.zeros(max(config["atomic_numbers"]) + 1, dtype=torch.float64)
+    table[torch.tensor(config["atomic_numbers"])] = torch.tensor(config["atomic_energies"], dtype=torch.float64)
+    z = batch["atomic_numbers"].cpu().clamp(max=len(table) - 1)
+    n_graphs = len(batch["ptr"]) - 1
+    return torch.zeros(n_graphs, dtype=torch.float64).index_add(0, batch["batch"].cpu(), table[z])  # [B]
+
+
 def predict(model, graphs: list[dict], batch_size: int = 10, device="cpu", dtype=torch.float64) -> dict:
-    """Predicted and reference energies / forces (/ stress) of ``graphs``, concatenated, on the CPU."""
+    """Predicted and reference energies / forces (/ stress) of ``graphs``, concatenated, on the CPU.
+
+    Also ``e0_energy``, Σ_i E0_{z_i} of each configuration (the part of E that is not learned), when the model
+    has E0s, and the label weights; keys ``n_atoms``, ``pred_*``, ``ref_*``, ``*_weight``.
+    """
     model.eval()
     out: dict[str, list] = {}
     for _, batch in iterate_batches(graphs, batch_size):
@@ -349,6 +365,9 @@ def predict(model, graphs: list[dict], batch_size: int = 10, device="cpu", dtype
         pred = _detach(model(batch, compute_forces=True, compute_stress=_needs_stress(batch), training=False))
         n_atoms = batch["ptr"][1:] - batch["ptr"][:-1]
         rows = {"n_atoms": n_atoms, "pred_energy": pred["energy"], "pred_forces": pred["forces"]}
+        e0 = _e0_energy(model, batch)
+        if e0 is not None:
+            rows["e0_energy"] = e0.to(pred["energy"].dtype)
         for label in LABELS:
             if label in batch:
                 rows[f"ref_{label}"] = batch[label]

@@ -311,3 +311,12 @@ def test_kill_during_checkpoint_write_then_resume(ethanol, tmp_path):
     whole = tiny_model()
     train(whole, train_g, valid_g, TrainConfig(**{**FAST, "max_epochs": 3}), run_dir=tmp_path / "whole", log=_quiet)
     assert all(torch.equal(a, b) for a, b in zip(_params(whole).values(), _params(resumed).values()))
+
+
+def test_predict_reports_the_isolated_atom_part(ethanol):
+    _, valid_g = ethanol
+    p = predict(tiny_model().double(), valid_g, 3)
+    e0 = dict(zip(TINY["atomic_numbers"], TINY["atomic_energies"]))
+    by_hand = torch.tensor([sum(e0[int(z)] for z in g["atomic_numbers"]) for g in valid_g], dtype=torch.float64)
+    torch.testing.assert_close(p["e0_energy"], by_hand, rtol=1e-14, atol=0)
+    assert p["pred_forces"].shape == p["ref_forces"].shape == (sum(len(g["batch"]) for g in valid_g), 3)
