@@ -134,14 +134,14 @@ def test_render_function_sentinels():
 def test_rendered_notebooks_are_up_to_date():
     """Re-rendering gives byte-identical files (run scripts/render_exercises.py after editing a source)."""
     fresh = render.render_all()
-    assert len(fresh) == 2 * len(EXERCISES)
+    assert len(fresh) == 2 * len(EXERCISES) + 1  # and README.md
     for file_name, text in fresh.items():
         path = render.DEFAULT_OUT / file_name
         assert path.exists(), f"{path} missing: run scripts/render_exercises.py"
         assert path.read_text() == text, f"{path} is stale: run scripts/render_exercises.py"
     assert fresh == render.render_all()  # deterministic
     committed = {p.name for p in render.DEFAULT_OUT.glob("*.ipynb")}
-    assert committed == set(fresh), f"unexpected notebooks: {committed - set(fresh)}"
+    assert committed == set(fresh) - {"README.md"}, f"unexpected notebooks: {committed - set(fresh)}"
 
 
 def test_notebooks_have_no_outputs_and_student_has_no_solution():
@@ -156,3 +156,12 @@ def test_notebooks_have_no_outputs_and_student_has_no_solution():
         for kind in render.KINDS:
             for cell in render.notebook(name, kind).cells:
                 assert cell.get("outputs", []) == [] and cell.get("execution_count") is None
+
+
+def test_staleness_check_detects_an_edited_source(monkeypatch, tmp_path):
+    """Negative control of the staleness test: a changed hint changes the student notebook."""
+    committed = (render.DEFAULT_OUT / "01_radial_student.ipynb").read_text()
+    monkeypatch.setattr(load("ex01_radial"), "HINT", "a different hint")
+    assert render.render_all()["01_radial_student.ipynb"] != committed
+    (tmp_path / "01_radial_student.ipynb").write_text(committed)
+    assert render.main(["--check", "--out", str(tmp_path)]) == 1
