@@ -163,5 +163,8 @@ def test_staleness_check_detects_an_edited_source(monkeypatch, tmp_path):
     committed = (render.DEFAULT_OUT / "01_radial_student.ipynb").read_text()
     monkeypatch.setattr(load("ex01_radial"), "HINT", "a different hint")
     assert render.render_all()["01_radial_student.ipynb"] != committed
+    for file_name, text in render.render_all().items():
+        (tmp_path / file_name).write_text(text)
+    assert render.main(["--check", "--out", str(tmp_path)]) == 0
     (tmp_path / "01_radial_student.ipynb").write_text(committed)
     assert render.main(["--check", "--out", str(tmp_path)]) == 1
