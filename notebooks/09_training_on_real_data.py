@@ -106,7 +106,7 @@ assert set(int(z) for c in train_c for z in c.atomic_numbers) <= set(e0s)
 # already close to the reference: $E_0$ and $\mu$ carry the large part, the network learns the rest.
 
 # %%
-zs = sorted(e0s)
+zs = sorted({int(z) for c in train_c for z in c.atomic_numbers})  # elements of the data
 channels = 16 if QUICK else (256 if GPU else 32)
 model = MACE(r_max=r_max, num_bessel=8, num_polynomial_cutoff=5, max_ell=2 if QUICK else 3,
              correlation=2 if QUICK else 3, num_interactions=2, hidden_irreps=f"{channels}x0e+{channels}x1o",
