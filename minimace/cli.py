@@ -409,14 +409,17 @@ def run_evaluate(args, log=print) -> dict:
     output = Path(args.output or Path(args.file).with_suffix("").name + "_minimace.xyz")
     energies = p["pred_energy"].double().numpy()
     forces = np.split(p["pred_forces"].double().numpy(), np.cumsum(p["n_atoms"].numpy())[:-1])
+    stress = p["pred_stress"].double().numpy() if "pred_stress" in p else None  # [B, 3, 3], labelled cells only
     frames = []
-    for c, e, f in zip(configs, energies, forces):
+    for k, (c, e, f) in enumerate(zip(configs, energies, forces)):
         atoms = c.to_atoms()
         atoms.info["minimace_energy"] = float(e)
         atoms.arrays["minimace_forces"] = f
+        if stress is not None and c.pbc.all():
+            atoms.info["minimace_stress"] = stress[k].reshape(9)
         frames.append(atoms)
     ase.io.write(output, frames, format="extxyz")
-    log(f"predictions written to {output} (info minimace_energy, arrays minimace_forces)")
+    log(f"predictions written to {output} (info minimace_energy[, minimace_stress], arrays minimace_forces)")
     return {"metrics": metrics, "output": output}
 
 
