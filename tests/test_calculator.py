@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms, units
 from ase.build import molecule
 from ase.calculators.calculator import PropertyNotImplementedError

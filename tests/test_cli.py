@@ -1,6 +1,5 @@
 """The command line: option resolution and errors, train / restart / evaluate end to end, demo."""
 
-import os
 import sys
 from pathlib import Path
 

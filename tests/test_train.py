@@ -1,6 +1,5 @@
 """Training: the loss, EMA, reproducibility, exact resumption, NaN handling, time budget, run outputs."""
 
-import math
 import os
 import signal
 import subprocess
