@@ -1,6 +1,6 @@
 # minimace — one command to set up and run the main job, one to run every test.
 #   make demo   : create .venv (CPU torch), install minimace, run `minimace demo` on the bundled data
-#   make test   : create both environments if needed, then run every test (python -m pytest)
+#   make test   : create both environments if needed, then run every test (python -m pytest -n 2 ...)
 PY ?= python3
 VENV := .venv
 MACE_VENV := .venv-mace
@@ -31,8 +31,9 @@ setup-mace: $(MACE_VENV)/.stamp
 demo: $(VENV)/.stamp
 	$(VENV)/bin/minimace demo
 
+# Two workers (one per core; notebooks stay whole with --dist loadfile), one thread each.
 test: $(VENV)/.stamp $(MACE_VENV)/.stamp
-	$(VENV)/bin/python -m pytest
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(MACE_VENV)
