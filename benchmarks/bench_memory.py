@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-IMPLS = ("mace", "ours", "ours-chunked")
+IMPLS = ("mace", "ours", "ours-nochunk", "ours-chunked")  # ours = default MACE.chunk_size
 
 
 def child(impl: str, n_atoms: int, dtype_name: str, repeat: int, chunk_size: int, threads: int) -> dict:
@@ -47,7 +47,10 @@ def child(impl: str, n_atoms: int, dtype_name: str, repeat: int, chunk_size: int
             return float(out["energy"].detach().sum())
     else:
         _, model = both_models(dtype)
-        model.chunk_size = chunk_size if impl == "ours-chunked" else None
+        if impl == "ours-nochunk":
+            model.chunk_size = None
+        elif impl == "ours-chunked":
+            model.chunk_size = chunk_size
 
         def run():
             out = model(batch, compute_forces=True)
@@ -59,7 +62,7 @@ def child(impl: str, n_atoms: int, dtype_name: str, repeat: int, chunk_size: int
         energy = run()
         times.append(time.perf_counter() - t0)
     return dict(impl=impl, atoms=n_atoms, dtype=dtype_name, peak_gib=peak_rss_gib(), increase_gib=peak_rss_gib() - rss0,
-                time_s=statistics.median(times), energy=energy, chunk_size=chunk_size if impl == "ours-chunked" else None)
+                time_s=statistics.median(times), energy=energy, chunk_size=getattr(model, "chunk_size", None))
 
 
 def current_rss_gib() -> float:
@@ -91,7 +94,7 @@ def main():
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--sizes", default="1536")
     p.add_argument("--dtypes", default="float64")
-    p.add_argument("--impls", default="mace,ours,ours-chunked")
+    p.add_argument("--impls", default="mace,ours,ours-nochunk")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--chunk-size", type=int, default=20000)
     p.add_argument("--threads", type=int, default=2)
@@ -117,16 +120,17 @@ def write_table(rows, args):
         "",
         f"One subprocess per row, {args.threads} threads, address space limited to {args.limit_gib} GiB; peak = VmHWM "
         "of the process, increase = peak minus the resident memory before the first evaluation. "
+        f"ours: minimace with its default `MACE.chunk_size`; ours-nochunk: `chunk_size = None`; "
         f"ours-chunked: `model.chunk_size = {args.chunk_size}`.",
         "",
-        "| impl | dtype | atoms | peak RSS | increase | time | time / atom |",
-        "|---|---|---|---|---|---|---|",
+        "| impl | chunk_size | dtype | atoms | peak RSS | increase | time | time / atom |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "failed" in r:
-            lines.append(f"| {r['impl']} | {r['dtype']} | {r['atoms']} | failed: {r['failed']} | | | |")
+            lines.append(f"| {r['impl']} | | {r['dtype']} | {r['atoms']} | failed: {r['failed']} | | | |")
         else:
-            lines.append(f"| {r['impl']} | {r['dtype']} | {r['atoms']} | {r['peak_gib']:.2f} GiB | "
+            lines.append(f"| {r['impl']} | {r.get('chunk_size') or '–'} | {r['dtype']} | {r['atoms']} | {r['peak_gib']:.2f} GiB | "
                          f"{r['increase_gib']:.2f} GiB | {r['time_s']:.1f} s | {r['time_s'] / r['atoms'] * 1e3:.1f} ms |")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
