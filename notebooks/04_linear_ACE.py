@@ -168,8 +168,8 @@ print(assert_model_equivariant(model, batch_graphs(test[:2]), atol=1e-9))
 # **Reproduce the full-size numbers** (rMD17 protocol, 950 train + 50 validation, 1000 test configurations):
 #
 # ```
-# python -m minimace.ace ethanol                 # default basis: n_max 8, l_max 3, degrees (8, 10, 8)
-# python -m minimace.ace aspirin --n-test 1000
+# python -m minimace.ace ethanol                          # n_max 8, l_max 3, degrees (8, 12, 10)
+# python -m minimace.ace aspirin --max-degree 8 10 8      # the basis of this notebook's full mode
 # ```
 #
 # A linear ACE is a fixed-basis model: its error falls as the basis grows (more radial functions, higher degree
