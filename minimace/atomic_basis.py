@@ -138,7 +138,7 @@ class ConvTensorProduct(torch.nn.Module):
         self.path_muls = [self.irreps_in1[i].mul for i, _, _ in self.paths]
 
     def cg_all(self, dtype: torch.dtype, device=None) -> torch.Tensor:
-        """Every path's sqrt(2l3+1)·C placed at its Y block, side by side: [(max_ell+1)**2, Σ_paths (2l1+1)(2l3+1)]."""
+        """sqrt(2l3+1)·C of every path at its Y block, side by side: [(max_ell+1)**2, Σ_paths (2l1+1)(2l3+1)]."""
         blocks = []
         for i, l2, ir in self.paths:
             C = getattr(self, f"cg_{self.irreps_in1[i].ir.l}_{l2}_{ir.l}") * math.sqrt(ir.dim)
