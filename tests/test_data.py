@@ -25,16 +25,7 @@ from minimace.data import (
     stress_to_virials,
     virials_to_stress,
 )
-from minimace.datasets import data_dir
 from minimace.graph import batch_graphs
-
-
-@pytest.fixture(scope="module")
-def shared():
-    try:
-        return data_dir()
-    except DataError as error:
-        pytest.skip(str(error))
 
 
 def write(tmp_path, text, name="bad.xyz"):

@@ -21,14 +21,6 @@ from minimace.datasets import (
 )
 
 
-@pytest.fixture(scope="module")
-def shared():
-    try:
-        return data_dir()
-    except DataError as error:
-        pytest.skip(str(error))
-
-
 def test_data_dir_names_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIMACE_DATA", str(tmp_path))
     assert data_dir() == tmp_path
