@@ -21,14 +21,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
 def big(n_atoms: int, chunk_size: int, dtype_name: str) -> str:
     import torch
 
@@ -56,7 +48,7 @@ def stream(n: int, dtype_name: str) -> str:
     import numpy as np
     from ase.build import molecule
 
-    from common import both_models
+    from common import both_models, current_rss_gib
     from minimace.calculator import MiniMACECalculator
 
     import torch
@@ -72,7 +64,7 @@ def stream(n: int, dtype_name: str) -> str:
         atoms.calc = calc
         atoms.get_forces()
         if i % 500 == 0 or i == n - 1:
-            samples.append((i, rss_mib()))
+            samples.append((i, current_rss_gib() * 1024))
     dt = time.perf_counter() - t0
     warm = [s for s in samples if s[0] >= n // 10]
     growth = warm[-1][1] - warm[0][1]

@@ -31,7 +31,7 @@ def child(impl: str, n_atoms: int, dtype_name: str, repeat: int, chunk_size: int
 
     import torch
 
-    from common import both_models, mace_batch, mace_torch_model, minimace_batch, peak_rss_gib, water
+    from common import both_models, current_rss_gib, mace_batch, mace_torch_model, minimace_batch, peak_rss_gib, water
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
@@ -64,14 +64,6 @@ def child(impl: str, n_atoms: int, dtype_name: str, repeat: int, chunk_size: int
         cpu.append(time.process_time() - c0)
     return dict(impl=impl, atoms=n_atoms, dtype=dtype_name, peak_gib=peak_rss_gib(), increase_gib=peak_rss_gib() - rss0,
                 time_s=statistics.median(times), cpu_s=statistics.median(cpu), energy=energy, chunk_size=getattr(model, "chunk_size", None))
-
-
-def current_rss_gib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError("no VmRSS")
 
 
 def run_case(impl, n_atoms, dtype, repeat, chunk_size, threads, limit_gib) -> dict:

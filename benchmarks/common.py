@@ -163,10 +163,20 @@ def median_times(fns: dict, repeat: int = 7, warmup: int = 2) -> dict:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process (VmHWM), GiB."""
+def proc_status_gib(key: str) -> float:
+    """A memory line of /proc/self/status (``"VmHWM"`` peak resident, ``"VmRSS"`` current resident), GiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 2**20
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process (VmHWM), GiB."""
+    return proc_status_gib("VmHWM")
+
+
+def current_rss_gib() -> float:
+    """Current resident memory of this process (VmRSS), GiB."""
+    return proc_status_gib("VmRSS")
