@@ -134,6 +134,12 @@ def _fmt(x: float) -> str:
     return "0 (exactly)" if x == 0.0 else f"{x:.2e} eV"
 
 
+def _note(ax, lines) -> None:
+    """A boxed monospace note in the lower-left corner of ``ax`` (the measured numbers)."""
+    ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, family="monospace", fontsize=8.5,
+            va="bottom", bbox=dict(fc="w", ec="0.7"))
+
+
 def _draw_chain(ax, xy: np.ndarray, moved_k: np.ndarray) -> None:
     ax.plot(xy[:, 0], xy[:, 1], color="0.8", lw=1, zorder=1)
     for label, (x, y) in zip(LABELS, xy):
@@ -174,12 +180,12 @@ def receptive_field_figure(path=None, results: dict | None = None) -> Figure:
     _arrow(ax_m, xy[1], xy[0], COLOURS["j"], "t = 2: h_j enters E_i", offset=(-10, -24))
     _draw_chain(ax_m, xy, moved_k)
     ax_m.set_title(f"MACE, 2 layers of cutoff r_c = {r_c:g} Å: receptive field 2·r_c")
-    ax_m.text(0.02, 0.02, "\n".join([
+    _note(ax_m, [
         f"k moved by {res['delta']:g} Å (|r_ik| = {res['distances']['ik']:.2f} Å > r_c):",
         f"  |ΔE_i| MACE T=2          = {_fmt(dE['MACE T=2'])}",
         f"  |ΔE_i| MACE T=1          = {_fmt(dE['MACE T=1'])}",
         f"  |ΔE_i| MACE T=2, j removed = {_fmt(dE['MACE T=2, no j'])}",
-    ]), transform=ax_m.transAxes, family="monospace", fontsize=8.5, va="bottom", bbox=dict(fc="w", ec="0.7"))
+    ])
     _circle(ax_a, xy[0], r_c, COLOURS["i"], "r_c around i", ls=":")
     _circle(ax_a, xy[0], 2 * r_c, "k", "2·r_c around i")
     for n in (1, 2):
@@ -188,11 +194,11 @@ def receptive_field_figure(path=None, results: dict | None = None) -> Figure:
                   textcoords="offset points", ha="center", fontsize=8.5)
     _draw_chain(ax_a, xy, moved_k)
     ax_a.set_title(f"ACE, one cutoff 2·r_c = {2 * r_c:g} Å: every atom inside talks to i directly")
-    ax_a.text(0.02, 0.02, "\n".join([
+    _note(ax_a, [
         f"k moved by {res['delta']:g} Å:",
         f"  |ΔE_i| ACE cutoff 2·r_c = {_fmt(dE['ACE 2r_c'])}",
         f"  |ΔE_i| ACE cutoff r_c   = {_fmt(dE['ACE r_c'])}",
-    ]), transform=ax_a.transAxes, family="monospace", fontsize=8.5, va="bottom", bbox=dict(fc="w", ec="0.7"))
+    ])
     lo, hi = xy.min(0) - 2.1 * r_c, xy.max(0) + 1.1 * r_c
     for ax in (ax_m, ax_a):
         ax.set(xlim=(lo[0], hi[0]), ylim=(xy[0, 1] - 2.6 * r_c, xy[0, 1] + 2.2 * r_c), xlabel="x [Å]", ylabel="y [Å]")
