@@ -1,6 +1,6 @@
 """The MACE model: T layers of atomic basis → product basis/message → update → readout; forces and stress.
 
-MACE (Batatia et al. 2022, arXiv:2206.07697), Eqs. 7–13, structured exactly as mace-torch 0.3.16's
+MACE (Batatia et al. 2022, arXiv:2206.07697 v2), Eqs. 7–13 (map: docs/paper_equations.md), structured exactly as mace-torch 0.3.16's
 ``MACE`` / ``ScaleShiftMACE`` with ``RealAgnosticInteractionBlock`` (first layer) and
 ``RealAgnosticResidualInteractionBlock`` (later layers), so that its weights load 1:1 (``interop.py``):
 
@@ -10,6 +10,9 @@ MACE (Batatia et al. 2022, arXiv:2206.07697), Eqs. 7–13, structured exactly as
     h_i^{(t+1)} = W m_i^{(t)} + W_{z_i} h_i^{(t)}                               Eq. 12 (update)
     E           = Σ_i [E0_{z_i} + s · Σ_t R_t(h_i^{(t+1)}) + μ]                   Eq. 13 (readout)
 
+Where the code differs from the paper: Eq. 8 has the linear map on h_j before the sum and none after it (the
+code, like mace-torch, has one after it too); Eq. 10 mixes channels inside the product (the code multiplies one
+channel k); E0, the scale s and the shift μ come from the official code's ScaleShiftMACE, not from Eq. 13.
 The last layer keeps only scalar features (only they reach the energy). Forces are F = −∂E/∂r by
 autograd; with ``compute_stress`` a symmetric strain ε is applied to positions and cell (the
 displacement trick of mace-torch / nequip), virials W = −∂E/∂ε and stress σ = −W / volume.

@@ -8,6 +8,8 @@ MACE (Batatia et al. 2022, arXiv:2206.07697), Eq. 13:
 
 σ is the gate activation normalised to unit second moment (e3nn ``Activation``); s and μ are
 ``atomic_inter_scale`` and ``atomic_inter_shift`` (mace-torch ``ScaleShiftMACE``; s = 1, μ = 0 gives ``MACE``).
+The paper's Eq. 13 is E_i = Σ_t R_t(h_i^{(t)}) alone: E0, s and μ come from the official code's ScaleShiftMACE,
+not from Eq. 13.
 """
 
 from __future__ import annotations

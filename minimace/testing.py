@@ -1,7 +1,7 @@
 r"""Numerical checks of the symmetries of a function: :math:`f(g\cdot x) = g\cdot f(x)`.
 
 MACE is built to be equivariant to the Euclidean group E(3) — rotations, reflections (parity) and
-translations — and to permutations of identical atoms (Batatia et al. 2022, Sec. 2 and Eq. 1).
+translations — and to permutations of identical atoms (Batatia et al. 2022, Eqs. 5–6).
 ``assert_equivariant`` checks all four, on any stage or on the full model, by transforming the inputs and
 the outputs of a function with random group elements and comparing.
 

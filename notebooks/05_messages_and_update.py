@@ -25,9 +25,11 @@
 # - how to check each of them: against the equation written out, and with `assert_equivariant`.
 #
 # **Prerequisites**: notebooks 00 (rotations, $Y_l^m$), and the stages before this one: the one-particle basis
-# $\phi$ (Eq. 7), the atomic basis $A_i$ (Eq. 8), the product basis and the B-functions (Eqs. 9–10).
+# $\phi = R\,Y$ (inside the sum of Eq. 8; radial basis in Appendix A.5), the atomic basis $A_i$ (Eq. 8), the
+# product basis and the B-functions (Eq. 10).
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eqs. 8, 10, 11, 12.
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2), Eqs. 8, 10, 11, 12; the equation map is
+# `docs/paper_equations.md`.
 # Every tensor below is computed on a real molecule: an rMD17 ethanol configuration (PBE/def2-SVP) from the
 # shared data folder (`$MINIMACE_DATA`), or the bundled GFN2-xTB ethanol when that folder is absent.
 
@@ -80,14 +82,14 @@ assert batch["positions"].shape == (9, 3) and n_bar == batch["edge_index"].shape
 species = model.species(batch["atomic_numbers"])                              # [n_atoms]
 centre, neighbour = batch["edge_index"]
 vectors = batch["positions"][neighbour] - batch["positions"][centre] + batch["shifts"]   # r_ij [n_edges, 3]
-Y, radial = model.edge_embedding(vectors)                                     # Eq. 7
+Y, radial = model.edge_embedding(vectors)                                     # φ = R Y, inside Eq. 8
 h0 = model.embedding(species)                                                 # h^(0)
 A_flat = model.atomic_bases[0](h0, species, Y, radial, batch["edge_index"])   # Eq. 8
 k, d = model.messages[0].num_channels, (model.messages[0].lmax + 1) ** 2
 blocks = [A_flat[:, s].reshape(9, k, mi.ir.dim) for s, mi in zip(model.messages[0].irreps_in.slices(),
                                                                   model.messages[0].irreps_in)]
 A = torch.cat(blocks, dim=-1)                                                 # [n_atoms, k, (lmax+1)^2]
-print("Y   (Eq. 7)  ", tuple(Y.shape), "    radial", tuple(radial.shape))
+print("Y   (φ, Eq. 8)", tuple(Y.shape), "    radial", tuple(radial.shape))
 print("h0           ", tuple(h0.shape))
 print("A   (Eq. 8)  ", tuple(A_flat.shape), "= [n_atoms, Σ_l k(2l+1)]  irreps", model.messages[0].irreps_in)
 print("A per channel", tuple(A.shape), "= [n_atoms, k, d]")
@@ -95,7 +97,8 @@ assert A.shape == (9, 8, 9)
 
 # %% [markdown]
 # *Line ↔ equation*: `A_flat` is $A_{i,klm}$ in the "mul_ir" layout (all $k$ channels of $l=0$, then of $l=1$, …);
-# `A` regroups it per channel $k$, because Eqs. 9–10 multiply the components of **one** channel together.
+# `A` regroups it per channel $k$, because Eq. 10 multiplies the components of **one** channel
+# together (the paper's Eq. 10 mixes channels inside the product; minimace, like mace-torch, does not).
 
 # %% [markdown]
 # ## 3. B-functions, one correlation order at a time (Eq. 10)

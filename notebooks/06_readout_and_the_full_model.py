@@ -16,14 +16,15 @@
 #
 # **What you will learn**
 # - the **readout** $E_i = E^0_{z_i} + s \sum_t \mathcal R_t(h^{(t)}_i) + \mu$ (Eq. 13): linear for the first
-#   layers, a one-hidden-layer MLP for the last, scalars only;
+#   layers, a one-hidden-layer MLP for the last, scalars only (the paper's Eq. 13 is $E_i = \sum_t \mathcal R_t$;
+#   $E^0$, the scale $s$ and the shift $\mu$ come from the official code's `ScaleShiftMACE`);
 # - the whole MACE, stage by stage, on a real molecule, with **every tensor shape printed next to its equation**;
 # - forces $\mathbf F_i = -\partial E / \partial \mathbf r_i$ by automatic differentiation, checked against finite
 #   differences; stress and virials of a periodic box.
 #
 # **Prerequisites**: notebook 05 (messages and update) and the stages before it (Eqs. 7–12).
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eqs. 7–13. The walk-through follows the spirit of
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2), Eqs. 7–13 (map: `docs/paper_equations.md`). The walk-through follows the spirit of
 # ACEsuit's `MACE_developer` tutorial: one sub-step per line, its shape, its equation.
 
 # %%
@@ -31,6 +32,8 @@ import os
 
 import torch
 
+from minimace.body_order import (body_order, body_order_table, many_body_terms, site_energy_on_subsets,
+                                 with_linear_readouts)
 from minimace.data import DataError, average_num_neighbors
 from minimace.datasets import bundled, bundled_e0s, load_shared, shared_e0s
 from minimace.graph import batch_graphs
@@ -78,18 +81,18 @@ z = show("z_i (element index)", model.species(batch["atomic_numbers"]))
 i, j = show("edge_index (centre i, neighbour j)", batch["edge_index"])
 r_ij = show("r_ij = r_j − r_i + shift", batch["positions"][j] - batch["positions"][i] + batch["shifts"])
 Y, radial = model.edge_embedding(r_ij)
-show("Y_lm(r̂_ij)", Y, "Eq. 7")
-show("j_n(r_ij) f_p(r_ij)", radial, "Eq. 7 (App. A.2)")
+show("Y_lm(r̂_ij)", Y, "φ, inside Eq. 8")
+show("j_n(r_ij) f_p(r_ij)", radial, "φ, inside Eq. 8 (App. A.5)")
 h = show("h^(0) = W_{z_i}", model.embedding(z), "chemical embedding")
 order, E_inter, hs = element_order(z, model.num_elements), torch.zeros(9, dtype=dtype), []
 for t, basis in enumerate(model.atomic_bases):
-    show(f"R^({t+1})_kl(r_ij)  radial MLP", basis.radial_mlp(radial), "Eq. 7")
+    show(f"R^({t+1})_kl(r_ij)  radial MLP", basis.radial_mlp(radial), "Eq. 8 (App. A.5)")
     A = show(f"A^({t+1})_i  {basis.target_irreps}", basis(h, z, Y, radial, batch["edge_index"]), "Eq. 8")
     m = show(f"m^({t+1})_i  {model.messages[t].irreps_out}", model.messages[t](A, z, order), "Eqs. 10-11")
     h = show(f"h^({t+1})_i", model.updates[t](m, h, z), "Eq. 12")
     R_t = show(f"R_{t+1}(h^({t+1})_i)", model.readouts[t](h), "Eq. 13")
     E_inter, hs = E_inter + R_t, hs + [h]
-E_i = show("E_i = E0_z + s Σ_t R_t + μ", model.atomic_energies(z) + model.scale_shift(E_inter), "Eq. 13")
+E_i = show("E_i = E0_z + s Σ_t R_t + μ", model.atomic_energies(z) + model.scale_shift(E_inter), "Eq. 13 + ScaleShiftMACE")
 E = show("E = Σ_i E_i", E_i.sum()[None], "Eq. 13")
 
 # %% [markdown]
@@ -213,15 +216,73 @@ assert torch.allclose(out_box["stress"], -out_box["virials"] / volume, atol=1e-1
 assert torch.allclose(out_box["stress"], out_box["stress"].transpose(1, 2), atol=1e-12)
 
 # %% [markdown]
+# ## 6. Body order: how many atoms one term of $E_i$ can involve
+#
+# The body-ordered message of Eq. 7 sums $\nu$-fold products over neighbours $j_1, \dots, j_\nu$ (self-interaction
+# $j_1 = j_2$ included); with Eq. 8, each factor also carries $h^{(t)}_j$, which already depends on the neighbours of
+# $j$. With $b_t$ the body order of $h^{(t)}$ ($b_0 = 1$: $h^{(0)}$ knows only $z_i$), one term of $A^{(t+1)}_i$
+# involves atom $i$ and the $b_t$ atoms of $h^{(t)}_j$, and a product of $\nu$ of them
+#
+# $$ b_{t+1} = 1 + \nu\, b_t, \qquad b_T = 1 + \nu + \nu^2 + \dots + \nu^T . $$
+#
+# The update (Eq. 12) and the linear readouts are linear, so they keep it. `body_order.body_order_table` computes
+# the table; the row $\nu = 1$ is a two-body MPNN, which gains one atom per layer.
+
+# %%
+table = body_order_table(correlations=(1, 2, 3, 4), layers=(1, 2, 3))
+print("body order b_T      " + "".join(f"T = {T:<6}" for T in (1, 2, 3)))
+for nu, row in table.items():
+    print(f"ν = {nu} (messages {nu + 1}-body)", "".join(f"{b:<10}" for b in row.values()))
+paper = body_order(model.config["correlation"], model.config["num_interactions"])
+print(f"this notebook's model (ν = {model.config['correlation']}, T = {model.config['num_interactions']}): "
+      f"features of body order {paper}")
+
+# %% [markdown]
+# The formula is a count; a measurement checks it. Write the site energy of atom $i$ as a *cluster expansion* over the
+# atoms present, $E_i(S) = \sum_{U \subseteq S} g(U)$, with $g(U) = \sum_{V \subseteq U} (-1)^{|U| - |V|} E_i(V)$
+# (`many_body_terms` evaluates $E_i$ on every subset of the neighbours). A model of body order $b$ has $g(U) = 0$ for
+# every cluster of more than $b$ atoms. On the ethanol above (all 9 atoms within $r_c$ of each other), for small
+# models whose last readout is made linear (`with_linear_readouts`): the largest $|g|$ per cluster size $n$.
+
+# %%
+ethanol = config.to_atoms()
+measured = {}
+for nu, T in ((1, 1), (2, 1), (1, 2), (2, 2)):
+    torch.manual_seed(0)
+    small = MACE(r_max=5.0, num_bessel=4, max_ell=2, correlation=nu, num_interactions=T, hidden_irreps="4x0e+4x1o",
+                 MLP_irreps="4x0e", radial_MLP=[8], atomic_numbers=zs).to(dtype)
+    g = many_body_terms(site_energy_on_subsets(with_linear_readouts(small), ethanol), 0, range(1, len(ethanol)))
+    measured[nu, T] = g
+    print(f"ν = {nu}, T = {T}: b = {body_order(nu, T)} |", " ".join(f"n={n}: {v:.0e}" for n, v in g.items()))
+for (nu, T), g in measured.items():
+    b, scale = body_order(nu, T), max(g.values())
+    assert g[b] > 1e-9 * scale and all(g[n] < 1e-12 * scale for n in g if n > b)
+
+# %% [markdown]
+# *Line ↔ equation*: `body_order(ν, T)` is the recursion $b_{t+1} = 1 + \nu b_t$; the measured $g$ is nonzero up to
+# $n = b$ and rounding noise beyond it, in every row. The model of this notebook reaches the body order printed
+# above in the features $h^{(T)}$; its last readout is an MLP, so $E_i$ itself is not of finite body order — the
+# non-linearity mixes all orders, as the next cell measures (the same ν = 1, T = 2 model with its MLP readout kept).
+
+# %%
+torch.manual_seed(0)
+small = MACE(r_max=5.0, num_bessel=4, max_ell=2, correlation=1, num_interactions=2, hidden_irreps="4x0e+4x1o",
+             MLP_irreps="4x0e", radial_MLP=[8], atomic_numbers=zs).to(dtype)
+g_mlp = many_body_terms(site_energy_on_subsets(small, ethanol), 0, range(1, 5))
+print("MLP readout, ν = 1, T = 2:", " ".join(f"n={n}: {v:.0e}" for n, v in g_mlp.items()))
+assert g_mlp[body_order(1, 2) + 1] > 1e-9 * max(g_mlp.values())
+
+# %% [markdown]
 # ## Summary
 #
 # | equation | module | shape (ethanol, 9 atoms, 72 edges) |
 # |---|---|---|
-# | Eq. 7: $Y_{lm}(\hat r_{ij})$, $j_n f_p$, $R_{kl}$ | `one_particle.EdgeEmbedding`, `radial.RadialMLP` | [72, 9], [72, 8] |
+# | φ inside Eq. 8, App. A.5: $Y_{lm}(\hat r_{ij})$, $j_n f_p$, $R_{kl}$ | `one_particle.EdgeEmbedding`, `radial.RadialMLP` | [72, 9], [72, 8] |
 # | Eq. 8: $A^{(t)}_i$ | `atomic_basis.AtomicBasis` | [9, 72] |
 # | Eqs. 10–11: $m^{(t)}_i$ | `message.SymmetricContraction` | [9, 72], then [9, 8] |
 # | Eq. 12: $h^{(t)}_i$ | `update.Update` | [9, 72], then [9, 8] |
-# | Eq. 13: $E_i$, $E$ | `readout.*`, `model.MACE` | [9], [1] |
+# | Eq. 13 (with $E^0$, $s$, $\mu$ of `ScaleShiftMACE`): $E_i$, $E$ | `readout.*`, `model.MACE` | [9], [1] |
 # | $\mathbf F = -\nabla E$ | autograd in `MACE.forward` | [9, 3] |
+# | Eq. 7 (body order $1 + \nu + \dots + \nu^T$) | `body_order.body_order` | — |
 #
 # Next: notebook 07 tests every one of these stages for equivariance, and shows how far a two-layer MACE "sees".

@@ -25,8 +25,9 @@
 #
 # **Prerequisites**: notebooks 00 (equivariance, $D(R)$, parity) and 05–06 (the stages and the model).
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697): Sec. 2 (equivariance, Eq. 1), Eqs. 7–13 (the
-# stages), Sec. 3 and Fig. 1 (receptive field of message passing vs. ACE).
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2): Eqs. 5–6 (equivariance), Eqs. 2–4 (message
+# passing), Eqs. 7–13 (the stages; map: `docs/paper_equations.md`); the receptive-field argument is in the text
+# (the paper has no figure of it: `figures/mpnn_ace.png` is this project's drawing).
 
 # %%
 import os
@@ -113,7 +114,7 @@ SH, n_el = str(Irreps.spherical_harmonics(3)), model.num_elements
 
 def stage_specs(model):
     """(label, stage, function, input kinds, output kind, input atom kinds, output atom kind)"""
-    yield "Y, j_n f_p  (Eq. 7)", "edge_embedding", model.edge_embedding, ("cartesian_vectors",), (SH, "0e"), \
+    yield "φ: Y, j_n f_p (Eq. 8)", "edge_embedding", model.edge_embedding, ("cartesian_vectors",), (SH, "0e"), \
         ("atoms",), ("atoms", "atoms")                                   # "atoms" here: the edges
     for t in range(2):
         b, msg, up, ro = model.atomic_bases[t], model.messages[t], model.updates[t], model.readouts[t]
