@@ -1,4 +1,5 @@
-"""Receptive field (the MACE paper's argument in its text; figures/mpnn_ace.png): T layers of cutoff r_c reach T hops of the graph; ACE its cutoff.
+"""Receptive field (the MACE paper's argument in its text; figures/mpnn_ace.png): T layers of cutoff r_c reach
+T hops of the graph; ACE its cutoff.
 
 The sensitivity S[i, k] = |∂E_i/∂r_k| of site energies to positions is computed by autograd. For a T-layer MACE it
 must be non-zero exactly for the atoms k within T hops of i on the graph of cutoff r_c; for a linear ACE exactly
