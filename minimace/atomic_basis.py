@@ -1,10 +1,14 @@
 """Atomic basis A_{i,klm} = Σ_{j∈N(i)} φ_{klm}(r_ij, z_j) — MACE's interaction block.
 
-MACE (Batatia et al. 2022, arXiv:2206.07697), Eq. 8–9. At layer t the neighbour's features h_j^{(t)}
-play the role of the chemical embedding:
+MACE (Batatia et al., NeurIPS 2022, arXiv:2206.07697 v2), Eq. 8 (the A-features of layer t) and Eq. 9
+(the first layer, where h_j^{(0)} is the chemical embedding W_{k z_j}). At layer t the neighbour's features
+h_j^{(t)} play the role of the chemical embedding; as computed here,
 
     A^{(t)}_{i,kl3m3} = Σ_k̃ W_{kk̃l3} / n̄ · Σ_{j∈N(i)} Σ_{l1m1,l2m2} C^{l3m3}_{l1m1,l2m2} R^{(t)}_{k̃ l1l2l3}(r_ij)
                         Y^{m1}_{l1}(r̂_ij) · (Σ_k' W_{k̃k'} h^{(t)}_{j,k'l2m2})
+
+The paper's Eq. 8 has the channel mixing W only on h_j, before the sum, and no linear map after it; this
+code follows mace-torch, which applies ``linear_up`` before the sum and ``linear`` (W_{kk̃l3}/n̄) after it.
 
 Line by line (``AtomicBasis.forward``): ``linear_up`` (W_{k̃k'}), the radial MLP R(r_ij) giving one weight
 per channel and coupling path, the "uvu" tensor product with Clebsch–Gordan coefficients C
@@ -302,7 +306,7 @@ class AtomicBasis(torch.nn.Module):
         """Σ_{j∈N(i)} R(r_ij) Y(r̂_ij) ⊗ h_j [n_nodes, conv_tp.irreps_out.dim] (before ``linear`` and 1/n̄).
 
         Equal to ``scatter_sum(self.conv_tp(h[neighbour], Y, self.radial_mlp(radial)), centre, n_nodes)``,
-        the per-edge form of Eq. 8; see :meth:`ConvTensorProduct.neighbour_sum`.
+        the per-edge form of Eqs. 8–9; see :meth:`ConvTensorProduct.neighbour_sum`.
         """
         R = self.radial_mlp(radial)  # [n_edges, weight_numel]
         return self.conv_tp.neighbour_sum(h, Y, R, edge_index)

@@ -1,10 +1,12 @@
 """One-particle basis φ_{kηlm}(r_ij, z_j) = R_{kl}(r_ij) · Y_l^m(r̂_ij) · (chemical embedding of z_j).
 
-MACE (Batatia et al. 2022, arXiv:2206.07697), Eq. 7 and Eq. 8 (inside the sum):
+MACE (Batatia et al., NeurIPS 2022, arXiv:2206.07697 v2): φ is the summand of the first-layer atomic basis
+Eq. 9, A^{(1)}_{i,klm} = Σ_j R^{(1)}_{kl}(r_ij) Y_l^m(r̂_ij) W_{k z_j}; in later layers (Eq. 8) the neighbour's
+features h_j^{(t)} take the place of W_{k z_j}. Its pieces:
 
 - Y_l^m(r̂_ij): real spherical harmonics in e3nn's basis, component normalisation, of the edge vector
   r_ij = r_j − r_i + shift (from the centre i to its neighbour j);
-- the radial features j_n(r_ij) · f_p(r_ij) (``radial.py``) that feed the per-layer radial MLP R_{kl};
+- the radial features j_n(r_ij) · f_p(r_ij) (``radial.py``, App. A.5) that feed the per-layer radial MLP R_{kl};
 - the chemical embedding: the one-hot vector of the element z_j mapped linearly to k channels,
   h_j^{(0)} = W_{z_j, k} / sqrt(n_elements) (e3nn's ``Linear`` of "n_elements x 0e" into "k x 0e").
 

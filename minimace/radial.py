@@ -1,8 +1,8 @@
 """Radial part of the one-particle basis: Bessel functions, polynomial envelope, radial MLP.
 
-MACE (Batatia et al. 2022, arXiv:2206.07697), Eq. 7 and Appendix A.2: the radial functions
-R_{kl}(r_ij) of the one-particle basis are a small MLP applied to ``n_bessel`` Bessel functions
-multiplied by a smooth polynomial cutoff envelope,
+MACE (Batatia et al., NeurIPS 2022, arXiv:2206.07697 v2), Appendix A.5: the radial functions
+R^{(t)}_{k l1 l2 l3}(r_ij) of Eq. 8 (R^{(1)}_{kl} of Eq. 9 in the first layer) are a small MLP applied to
+``n_bessel`` Bessel functions multiplied by a smooth polynomial cutoff envelope,
 
     j_n(r) = sqrt(2 / r_c) · sin(n π r / r_c) / r,                         n = 1 .. n_bessel
     f_p(r) = 1 − (p+1)(p+2)/2 · x^p + p(p+2) · x^(p+1) − p(p+1)/2 · x^(p+2),   x = r / r_c
@@ -13,6 +13,10 @@ and second derivatives also vanish, so energies and forces are smooth when an at
 
 The MLP is e3nn's ``FullyConnectedNet``: no biases, weights divided by sqrt(fan_in), and an activation
 normalised to unit second moment under a standard normal input ("normalize2mom").
+
+:func:`sympy_bessel` and :func:`sympy_envelope` are the same formulas as sympy expressions: the tests and
+notebook 01 prove with ``sympy.integrate`` and ``sympy.diff`` that the j_n are orthonormal with weight r² and
+that f_p, f_p', f_p'' vanish at r_c, and check that the torch modules evaluate these expressions.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ __all__ = [
     "RadialMLP",
     "ACTIVATIONS",
     "second_moment_constant",
+    "sympy_bessel",
+    "sympy_envelope",
 ]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -59,8 +65,38 @@ def second_moment_constant(act: Callable[[torch.Tensor], torch.Tensor], n_points
     return second_moment**-0.5
 
 
+def sympy_bessel(n: int, r=None, r_max=None):
+    """j_n(r) = sqrt(2/r_c) sin(nπr/r_c) / r as a sympy expression (symbols ``r``, ``r_c`` by default).
+
+    Parameters
+    ----------
+    n : int
+        Index n >= 1.
+    r, r_max : sympy expressions, optional
+        The radius and the cutoff; default positive symbols ``r`` and ``r_c``.
+    """
+    import sympy as sp
+
+    r = sp.Symbol("r", positive=True) if r is None else r
+    r_max = sp.Symbol("r_c", positive=True) if r_max is None else r_max
+    return sp.sqrt(2 / r_max) * sp.sin(n * sp.pi * r / r_max) / r
+
+
+def sympy_envelope(p: int, r=None, r_max=None):
+    """f_p(r/r_c) = 1 − (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) − p(p+1)/2 x^(p+2), x = r/r_c, inside the cutoff.
+
+    The polynomial branch only (the module multiplies it by the step r < r_c). Symbols as :func:`sympy_bessel`.
+    """
+    import sympy as sp
+
+    r = sp.Symbol("r", positive=True) if r is None else r
+    r_max = sp.Symbol("r_c", positive=True) if r_max is None else r_max
+    x, p = r / r_max, sp.Integer(p)
+    return 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
+
+
 class BesselBasis(torch.nn.Module):
-    """Radial Bessel functions j_n(r) = sqrt(2/r_c) sin(nπr/r_c) / r (MACE Eq. 7).
+    """Radial Bessel functions j_n(r) = sqrt(2/r_c) sin(nπr/r_c) / r (MACE App. A.5).
 
     Parameters
     ----------

@@ -1,11 +1,18 @@
-"""Stage 3: the product basis and the symmetric B-functions (MACE paper, Eqs. 9–10).
+"""Stage 3: the product basis and the symmetric B-functions (MACE, NeurIPS 2022, arXiv:2206.07697 v2, Eq. 10).
 
 Given the atomic basis ``A_i`` of one channel ``k``, a vector of the spherical-harmonic irreps
 ``V = 0e + 1o + 2e + ... + l_max`` (natural parity, e3nn's real basis, ``d = (l_max+1)**2`` components,
 the ``l`` blocks concatenated), MACE forms
 
-* the product basis (Eq. 9):  ``𝐀_{i,k,lm} = Π_{ξ=1..ν} A_{i,k,l_ξ m_ξ}``  — a symmetric tensor of order ν;
+* the product basis (the product inside Eq. 10):  ``𝐀_{i,k,lm} = Π_{ξ=1..ν} A_{i,k,l_ξ m_ξ}`` — a symmetric
+  tensor of order ν. It is the body-ordered sum of Eq. 7 computed cheaply: because those sums run over all
+  neighbour tuples, self-interactions j_1 = j_2 included, ``Σ_{j_1..j_ν} Π_ξ φ_{j_ξ} = Π_ξ Σ_j φ_j``
+  (the "density trick"; :func:`neighbour_product_sum` is the left side, for checks);
 * the B-functions (Eq. 10):   ``B_{i,ηkLM} = Σ_{lm} C^{LM}_{η,lm} 𝐀_{i,k,lm}``.
+
+The paper's Eq. 10 mixes channels inside the product (each factor is ``Σ_k̃ w_{kk̃l_ξ} A_{i,k̃l_ξm_ξ}``); here,
+as in mace-torch, B keeps the channels k separate and the channel mixing is the linear map applied to A
+before (``atomic_basis``).
 
 The generalized Clebsch–Gordan coefficients ``C^{LM}_{η,lm}`` (here the tensor ``U[M, i_1, ..., i_ν, η]``)
 are a basis of the equivariant linear maps ``Sym^ν(V) → V_L`` of parity ``p``: only the symmetric part of a
@@ -25,7 +32,7 @@ How :func:`coupling_basis` computes them (exact count, float64 values):
 4. The rank is certified, not guessed: the number of kept vectors must equal the multiplicity of ``V_L``
    in ``⊗_a Sym^{m_a}(V_{l_a})``, counted exactly with integers from weight multiplicities
    (:func:`count_couplings`), and every residual norm must be either below ``_TOL_ZERO`` (dependent) or
-   above ``_TOL_KEEP`` (independent) — measured: <= 7e-16 versus >= 0.13, checked at every step.
+   above ``_TOL_KEEP`` (independent), checked at every step; :func:`rank_gap` reports the measured gap.
    Exact arithmetic (sympy) is not used for the values: products of real Wigner-3j symbols are sums of
    square roots of rationals, and a symbolic Gram–Schmidt over hundreds of candidates of size ``(2L+1) d^ν``
    is costly; float64 with a certified rank gives the same space to ~1e-15. Where the entries are simple
@@ -57,11 +64,12 @@ import torch
 from .so3 import wigner_3j
 
 __all__ = [
-    "coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets", "to_sympy"
+    "coupling_basis", "coupling_block", "count_couplings", "product_basis", "b_functions", "degree_multisets", "to_sympy",
+    "neighbour_product_sum", "rank_gap", "symbolic_rotation", "reduce_trig", "symbolic_atomic_basis",
+    "symbolic_b_functions",
 ]
 
-# Measured for all blocks with l_max <= 4, ν <= 4 (l_max <= 3 for ν = 4): dependent residuals <= 7e-16,
-# independent residuals >= 0.13. The thresholds sit far inside that gap.
+# The thresholds sit far inside the measured gap between dependent and independent residuals (rank_gap).
 _TOL_ZERO = 1e-10  # relative residual below which a candidate is dependent on the kept ones
 _TOL_KEEP = 1e-3  # relative residual above which it is independent; anything between is an error
 
@@ -284,9 +292,9 @@ def coupling_basis(
     return torch.tensor(U, dtype=dtype, device=device)  # a copy: in-place edits never reach the cache
 
 
-# ----------------------------------------------------------------------------- Eqs. (9) and (10)
+# ----------------------------------------------------------------------------- Eqs. (7) and (10)
 def product_basis(A: torch.Tensor, correlation: int) -> torch.Tensor:
-    """Product basis of Eq. (9): ``𝐀[..., i_1, ..., i_ν] = Π_ξ A[..., i_ξ]`` (a symmetric tensor).
+    """Product basis, the product inside Eq. (10): ``𝐀[..., i_1, ..., i_ν] = Π_ξ A[..., i_ξ]`` (a symmetric tensor).
 
     Parameters
     ----------
@@ -354,3 +362,140 @@ def to_sympy(U: torch.Tensor, max_denominator: int = 10**6):
             raise ValueError(f"{x!r} is not ± sqrt(p/q) with q <= {max_denominator}")
         out.append(exact)
     return sp.Array(out, values.shape)
+
+
+# ----------------------------------------------------------------------------- checks: the density trick, the rank gap
+def neighbour_product_sum(phi: torch.Tensor, correlation: int) -> torch.Tensor:
+    """Left side of the density trick: ``Σ_{j_1, ..., j_ν} φ_{j_1} ⊗ ... ⊗ φ_{j_ν}`` over all neighbour tuples.
+
+    The sums of MACE Eq. 7 run over every tuple, self-interactions ``j_1 = j_2`` included, so this equals
+    ``product_basis(phi.sum(0), correlation)``. Here the ``N^ν`` tuples are formed explicitly, which costs
+    ``N^ν d^ν`` operations and memory (a check and a lesson, not a way to compute).
+
+    Parameters
+    ----------
+    phi : torch.Tensor
+        ``[N, d]``: the one-particle basis φ of the N neighbours of one atom (one channel).
+    correlation : int
+        ν, the number of factors.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[d, ..., d]`` (ν times).
+    """
+    n, d = phi.shape
+    T = phi  # [N^k tuples, d^k]: the products of k factors, one row per neighbour tuple (j_1, ..., j_k)
+    for _ in range(correlation - 1):
+        T = (T[:, None, :, None] * phi[None, :, None, :]).reshape(T.shape[0] * n, T.shape[1] * d)
+    return T.sum(0).reshape((d,) * correlation)
+
+
+def rank_gap(lmax: int, correlation: int) -> tuple[float, float]:
+    """The measured gap of the rank certificate (step 4 of the module docstring) for every ``L`` and parity.
+
+    Re-runs the Gram–Schmidt of :func:`coupling_basis` over the candidates of every degree block and records the
+    relative residual of each candidate.
+
+    Returns
+    -------
+    (float, float)
+        The largest residual of a candidate found dependent and the smallest residual of one kept
+        (``nan`` where there is none). The thresholds ``_TOL_ZERO`` and ``_TOL_KEEP`` must sit between them.
+    """
+    dependent, kept_min = [], []
+    for ls in degree_multisets(lmax, correlation):
+        for L in range(0, sum(ls) + 1):
+            if not _count_block(ls, L):
+                continue
+            kept: list[np.ndarray] = []
+            for T in _coupling_candidates(ls, L):
+                v = _symmetrize_block(T, ls).ravel()
+                for _ in range(2):
+                    for q in kept:
+                        v = v - (q @ v) * q
+                r = np.linalg.norm(v) / np.linalg.norm(T)
+                if r >= _TOL_KEEP:
+                    kept.append(v / np.linalg.norm(v))
+                    kept_min.append(r)
+                else:
+                    dependent.append(r)
+    return (max(dependent) if dependent else math.nan, min(kept_min) if kept_min else math.nan)
+
+
+# ----------------------------------------------------------------------------- exact (sympy) checks
+def symbolic_rotation(axis: str):
+    """A symbolic rotation about the ``"z"`` or ``"y"`` axis by an angle with cosine ``c`` and sine ``s`` (symbols).
+
+    Rotations about z and about y generate SO(3) (Euler angles: R = R_z(α) R_y(β) R_z(γ)), so an identity
+    ``f(R r) = D(R) f(r)`` that holds for both generators at every angle holds for every rotation. Checking the
+    generators one at a time keeps the polynomials small. Use :func:`reduce_trig` to apply ``s² + c² = 1``.
+
+    Returns
+    -------
+    sympy.Matrix
+        3×3, entries in ``{0, 1, c, s, -s}``.
+    """
+    import sympy as sp
+
+    c, s = sp.symbols("c s", real=True)
+    if axis == "z":
+        return sp.Matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    if axis == "y":
+        return sp.Matrix([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    raise ValueError(f"axis must be 'z' or 'y', got {axis!r}")
+
+
+def reduce_trig(expr):
+    """Replace ``s^k`` by ``s^(k mod 2) (1 − c²)^(k // 2)`` (the symbols of :func:`symbolic_rotation`).
+
+    The result is a polynomial in which no power of ``s`` above 1 appears: it is zero iff ``expr`` vanishes at
+    every angle.
+    """
+    import sympy as sp
+
+    c, s = sp.symbols("c s", real=True)
+    poly = sp.Poly(sp.expand(expr), s)
+    return sp.expand(sum(co * s ** (k % 2) * (1 - c**2) ** (k // 2) for (k,), co in poly.terms()))
+
+
+def symbolic_atomic_basis(vectors, lmax: int) -> list:
+    """``A_lm = Σ_j |r_j|^l Y_lm(r̂_j)`` (solid harmonics, exact polynomials) for sympy vectors ``r_j``.
+
+    Returns the ``(lmax+1)**2`` components in e3nn's order (the radial weight ``r^l`` keeps them polynomial).
+    """
+    from .so3 import sympy_real_spherical_harmonic
+    from .so3.spherical_harmonics import x, y, z
+
+    Y = [sympy_real_spherical_harmonic(l, m) for l in range(lmax + 1) for m in range(-l, l + 1)]
+    return [sum(Ylm.subs({x: v[0], y: v[1], z: v[2]}, simultaneous=True) for v in vectors) for Ylm in Y]
+
+
+def symbolic_b_functions(U, a, path: int | None = None):
+    """Eq. (10) on sympy values: ``B[M, η] = Σ U[M, i_1, ..., i_ν, η] Π_ξ a[i_ξ]`` for an exact ``U`` (:func:`to_sympy`).
+
+    Parameters
+    ----------
+    U : sympy.Array
+        ``[2L+1, d, ..., d, n_paths]``.
+    a : sequence
+        ``d`` sympy expressions (e.g. :func:`symbolic_atomic_basis`).
+    path : int, optional
+        Only this column η.
+
+    Returns
+    -------
+    sympy.Matrix
+        ``[2L+1, n_paths]`` (or ``[2L+1, 1]`` for one path).
+    """
+    import sympy as sp
+
+    shape = U.shape
+    nu, paths = len(shape) - 2, range(shape[-1]) if path is None else [path]
+    terms = {(M, e): 0 for M in range(shape[0]) for e in paths}
+    for idx in itertools.product(*[range(n) for n in shape[:-1]]):
+        for e in paths:
+            c = U[idx + (e,)]
+            if c != 0:
+                terms[(idx[0], e)] += c * sp.Mul(*[a[i] for i in idx[1:]])
+    return sp.Matrix(shape[0], len(paths), lambda M, k: terms[(M, list(paths)[k])])

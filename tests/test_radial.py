@@ -1,4 +1,4 @@
-"""Radial basis (MACE Eq. 7): Bessel functions, polynomial envelope, normalised radial MLP."""
+"""Radial basis (MACE App. A.5): Bessel functions, polynomial envelope, normalised radial MLP; sympy proofs."""
 
 import math
 
@@ -102,3 +102,59 @@ def test_radial_mlp_preserves_unit_variance():
     mlp = RadialMLP([64, 64, 64, 64]).double()
     y = mlp(torch.randn(20000, 64, dtype=torch.float64))
     assert 0.6 < float(y.detach().pow(2).mean()) < 1.6
+
+
+# ------------------------------------------------------------------ exact (sympy) proofs of the same properties
+def test_sympy_envelope_vanishes_with_two_derivatives_at_r_max():
+    """sympy.diff: f_p(r_c) = f_p'(r_c) = f_p''(r_c) = 0 and f_p(0) = 1 exactly, for a symbolic r_c."""
+    import sympy as sp
+
+    from minimace.radial import sympy_envelope
+
+    r, rc = sp.Symbol("r", positive=True), sp.Symbol("r_c", positive=True)
+    for p in (3, 5, 6):
+        f = sympy_envelope(p)
+        assert f.subs(r, 0) == 1
+        assert [sp.simplify(sp.diff(f, r, k).subs(r, rc)) for k in range(3)] == [0, 0, 0]
+        assert sp.simplify(sp.diff(f, r, 3).subs(r, rc)) != 0  # exactly two derivatives: the check can fail
+
+
+def test_sympy_envelope_check_catches_a_wrong_coefficient():
+    import sympy as sp
+
+    from minimace.radial import sympy_envelope
+
+    r, rc = sp.Symbol("r", positive=True), sp.Symbol("r_c", positive=True)
+    broken = sympy_envelope(5) - sp.Rational(1, 100) * (r / rc) ** 7
+    assert sp.simplify(sp.diff(broken, r).subs(r, rc)) != 0
+
+
+def test_sympy_bessel_orthonormal_for_all_n_m():
+    """sympy.integrate with integer symbols n, m: ∫_0^rc j_n j_m r² dr = δ_nm for every n, m and r_c."""
+    import sympy as sp
+
+    from minimace.radial import sympy_bessel
+
+    r, rc = sp.Symbol("r", positive=True), sp.Symbol("r_c", positive=True)
+    n, m = sp.symbols("n m", integer=True, positive=True)
+    gram = sp.integrate(sympy_bessel(n) * sympy_bessel(m) * r**2, (r, 0, rc))
+    assert gram.subs({n: 2, m: 2}) == 1 and gram.subs({n: 2, m: 3}) == 0 and gram.subs({n: 7, m: 1}) == 0
+    assert sp.integrate(sympy_bessel(n) ** 2 * r**2, (r, 0, rc)) == 1
+    # negative control: without the weight r² the functions are not orthonormal
+    assert sp.integrate(sympy_bessel(1) ** 2, (r, 0, rc)) != 1
+
+
+def test_torch_modules_evaluate_the_sympy_formulas():
+    import sympy as sp
+
+    from minimace.radial import sympy_bessel, sympy_envelope
+
+    r_max, n_bessel, p = 4.5, 6, 5
+    r = sp.Symbol("r", positive=True)
+    grid = np.linspace(0.2, 4.4, 37)
+    bessel = [sp.lambdify(r, sympy_bessel(k, r_max=sp.Float(r_max))) for k in range(1, n_bessel + 1)]
+    expected = np.stack([f(grid) for f in bessel], axis=1)  # [37, n_bessel]
+    out = BesselBasis(r_max, n_bessel).double()(torch.tensor(grid)[:, None])
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    envelope = sp.lambdify(r, sympy_envelope(p, r_max=sp.Float(r_max)))(grid)
+    np.testing.assert_allclose(PolynomialCutoff(r_max, p)(torch.tensor(grid)).numpy(), envelope, rtol=1e-12, atol=1e-12)

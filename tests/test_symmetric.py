@@ -1,7 +1,7 @@
-"""Tests of stage 3 (MACE Eqs. 9–10): the generalized Clebsch–Gordan basis and the B-functions.
+"""Tests of stage 3 (MACE Eq. 10, and the density trick of Eq. 7): the generalized Clebsch–Gordan basis and the B-functions.
 
 Oracles: e3nn's Wigner D matrices (equivariance), the character formula integrated numerically over SO(3)
-(dimension of the space of symmetric equivariant maps), brute-force products (Eq. 9), sympy (exact rotation).
+(dimension of the space of symmetric equivariant maps), brute-force products (inside Eq. 10), sympy (exact rotation).
 """
 
 import math
@@ -259,44 +259,81 @@ def test_coupling_block_with_labels():
         coupling_block((1, 2), 1, pattern=("a", "a"))
 
 
-def _reduce_trig(expr, s, c):
-    """Replace s^k by s^(k mod 2) (1 - c^2)^(k // 2): exact use of s² + c² = 1."""
+def _two_neighbours():
     import sympy as sp
 
-    poly = sp.Poly(sp.expand(expr), s)
-    return sp.expand(sum(coef * s ** (k % 2) * (1 - c**2) ** (k // 2) for (k,), coef in poly.terms()))
+    return [sp.Matrix(sp.symbols(f"x{j} y{j} z{j}", real=True)) for j in (1, 2)]
 
 
-def test_symbolic_rotation_two_neighbours():
+@pytest.mark.parametrize("axis", ["z", "y"])
+def test_symbolic_rotation_two_neighbours(axis):
     """Exact proof for ν = 2, l <= 2, two neighbours: B_{L=0} is invariant and B_{L=1} rotates as a vector
-    under a symbolic rotation R = R_z(α) R_y(β); the difference simplifies to exactly 0."""
+    under a symbolic rotation about z and about y (which generate SO(3)); the difference is exactly 0."""
     import sympy as sp
 
-    from minimace.so3 import sympy_real_spherical_harmonic
-    from minimace.so3.spherical_harmonics import x, y, z
-    from minimace.symmetric import to_sympy
+    from minimace.symmetric import reduce_trig, symbolic_atomic_basis, symbolic_b_functions, symbolic_rotation, to_sympy
 
-    ca, sa, cb, sb = sp.symbols("c_a s_a c_b s_b", real=True)
-    R = sp.Matrix([[ca, -sa, 0], [sa, ca, 0], [0, 0, 1]]) * sp.Matrix([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
-    r1, r2 = sp.Matrix(sp.symbols("x1 y1 z1", real=True)), sp.Matrix(sp.symbols("x2 y2 z2", real=True))
-    Y = [sympy_real_spherical_harmonic(l, m) for l in range(3) for m in range(-l, l + 1)]  # r^l Y_lm
-
-    def A(vectors):  # A_lm = Σ_j r_j^l Y_lm(r̂_j) (solid harmonics: radial weight r^l)
-        return [sum(Ylm.subs({x: v[0], y: v[1], z: v[2]}, simultaneous=True) for v in vectors) for Ylm in Y]
-
-    def B(U, a):  # Eq. (10) with ν = 2
-        return sp.Matrix(U.shape[0], U.shape[3], lambda M, e: sum(
-            U[M, i, j, e] * a[i] * a[j] for i in range(9) for j in range(9) if U[M, i, j, e] != 0))
-
+    R, r = symbolic_rotation(axis), _two_neighbours()
+    A, A_rot = symbolic_atomic_basis(r, 2), symbolic_atomic_basis([R * v for v in r], 2)
     for L, parity in [(0, 1), (1, -1)]:
         U = to_sympy(coupling_basis(2, 2, L, parity))
-        before, after = B(U, A([r1, r2])), B(U, A([R * r1, R * r2]))
         D = sp.eye(1) if L == 0 else R  # D_1(R) = R in the basis √3 (x, y, z)
-        for value in (after - D * before):
-            assert _reduce_trig(_reduce_trig(value, sa, ca), sb, cb) == 0
+        residual = symbolic_b_functions(U, A_rot) - D * symbolic_b_functions(U, A)
+        assert all(reduce_trig(value) == 0 for value in residual)
     # negative control: the l = 1 block with a wrong weight is not invariant
     U = to_sympy(coupling_basis(2, 2, 0, 1)).tolist()
     U[0][1][1][1] *= 2  # path 1 is the l = 1 block: Σ_m A_1m² + A_1,-1² is not invariant
     U = sp.Array(U)
-    diff = B(U, A([R * r1, R * r2]))[0, 1] - B(U, A([r1, r2]))[0, 1]
-    assert _reduce_trig(_reduce_trig(diff, sa, ca), sb, cb) != 0
+    diff = symbolic_b_functions(U, A_rot, path=1)[0] - symbolic_b_functions(U, A, path=1)[0]
+    assert reduce_trig(diff) != 0
+
+
+@pytest.mark.parametrize("axis", ["z", "y"])
+def test_symbolic_three_body_invariant(axis):
+    """Exact proof for one ν = 3 invariant (the (1, 1, 2) block of coupling_basis(2, 3, 0, +1)); a coefficient
+    changed on one entry breaks it."""
+    import sympy as sp
+
+    from minimace.symmetric import reduce_trig, symbolic_atomic_basis, symbolic_b_functions, symbolic_rotation, to_sympy
+
+    U = to_sympy(coupling_basis(2, 3, 0, 1))  # [1, 9, 9, 9, 5]
+    eta = 3
+    assert U[0, 1, 1, 6, eta] != 0 and U[0, 0, 0, 0, eta] == 0  # the (1, 1, 2) block: a genuine three-body term
+    R, r = symbolic_rotation(axis), _two_neighbours()
+    A, A_rot = symbolic_atomic_basis(r, 2), symbolic_atomic_basis([R * v for v in r], 2)
+    before, after = symbolic_b_functions(U, A, path=eta)[0], symbolic_b_functions(U, A_rot, path=eta)[0]
+    assert reduce_trig(after - before) == 0
+    # negative control: doubling the entry U[0, 1, 1, 6] adds U[0, 1, 1, 6] A_1 A_1 A_6 to B, not invariant
+    assert reduce_trig(U[0, 1, 1, 6, eta] * (A_rot[1] ** 2 * A_rot[6] - A[1] ** 2 * A[6])) != 0
+
+
+def test_symbolic_rotation_rejects_other_axes():
+    from minimace.symmetric import symbolic_rotation
+
+    with pytest.raises(ValueError, match="axis"):
+        symbolic_rotation("x")
+
+
+@pytest.mark.parametrize("nu", [1, 2, 3])
+def test_density_trick(nu):
+    """Σ_{j1..jν} φ_j1 ⊗ ... ⊗ φ_jν (self-interactions included) = A ⊗ ... ⊗ A with A = Σ_j φ_j."""
+    from minimace.symmetric import neighbour_product_sum
+
+    gen = torch.Generator().manual_seed(nu)
+    phi = torch.randn(6, 9, dtype=torch.float64, generator=gen)  # 6 neighbours, l_max = 2
+    left, right = neighbour_product_sum(phi, nu), product_basis(phi.sum(0), nu)
+    assert left.shape == (9,) * nu
+    torch.testing.assert_close(left, right, atol=1e-12, rtol=1e-12)
+    if nu == 2:  # negative control: without the self-interactions j1 = j2 the two sides differ
+        distinct_pairs = left - phi.T @ phi  # Σ_{j1 != j2} φ_j1 ⊗ φ_j2
+        assert (distinct_pairs - right).abs().max() > 1e-3
+
+
+def test_rank_gap_is_wide():
+    """The residuals of dependent candidates are at rounding level and those kept are O(1): the thresholds
+    _TOL_ZERO and _TOL_KEEP lie inside the gap."""
+    dependent, kept = symmetric.rank_gap(2, 3)
+    assert dependent < 1e-14 and kept > 0.1
+    assert dependent < symmetric._TOL_ZERO < symmetric._TOL_KEEP < kept
+    dependent, kept = symmetric.rank_gap(3, 2)
+    assert math.isnan(dependent) and kept > 0.1  # ν = 2: every symmetrised coupling tree is independent
