@@ -7,7 +7,8 @@ its edges r_ij, the one-particle basis φ of every edge (notebook 01), the atomi
 notebook 02), the products A ⊗ A (inside Eq. 10) and the invariant B-functions of orders ν = 1, 2, 3 (Eq. 10,
 notebook 03).
 
-MACE (Batatia et al. 2022, arXiv:2206.07697), Sec. 3 and Fig. 1: a message-passing network with T layers
+MACE (Batatia et al., NeurIPS 2022, arXiv:2206.07697 v2), in its text (no figure of the paper is reproduced
+here; ``figures/mpnn_ace.png`` is minimace's own drawing): a message-passing network with T layers
 and cutoff r_c lets the site energy E_i depend on atoms up to T·r_c away, *through a chain of neighbours*
 (each layer of Eq. 8 sums over the neighbours j of i, whose features h_j^{(t)} already hold their own
 neighbours). A linear ACE with one cutoff (Drautz 2019) has a receptive field of exactly that cutoff: to

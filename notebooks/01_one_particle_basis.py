@@ -16,15 +16,17 @@
 #
 # **What you will learn**
 # - the radial features of MACE: Bessel functions $j_n(r)$ times a smooth polynomial envelope $f_p(r)$;
-# - the learnable radial functions $R_{kl}(r) = \mathrm{MLP}(j(r) f_p(r))$ and why they vanish smoothly at the cutoff;
+# - the learnable radial functions $R_{kl}(r) = \mathrm{MLP}(j(r) f_p(r))$ and why they vanish smoothly at the cutoff
+#   (proved with sympy: orthonormality by `sympy.integrate`, the smooth cutoff by `sympy.diff`);
 # - the angular part $Y_l^m(\hat{\mathbf r}_{ij})$ and its rotation property, checked with `assert_equivariant`;
 # - the chemical embedding of the neighbour's element $z_j$;
 # - how they combine into $\phi_{k l m}(\mathbf r_{ij}, z_j)$, the input of the atomic basis (notebook 02).
 #
 # **Prerequisites**: notebook 00 (real spherical harmonics, Wigner D).
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eq. (7)–(8) and Appendix A.2
-# (radial basis); the envelope is Eq. (8) of Klicpera et al., *DimeNet* (ICLR 2020).
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2): φ is the summand of the first-layer
+# atomic basis, Eq. (9) (and sits inside the sum of Eq. (8) in later layers); the radial basis is Appendix A.5.
+# The envelope is from Klicpera et al., *DimeNet* (ICLR 2020), their Eq. (8).
 
 # %%
 import math
@@ -32,10 +34,11 @@ import os
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import sympy as sp
 import torch
 
 from minimace.one_particle import ChemicalEmbedding, EdgeEmbedding
-from minimace.radial import BesselBasis, PolynomialCutoff, RadialMLP
+from minimace.radial import BesselBasis, PolynomialCutoff, RadialMLP, sympy_bessel, sympy_envelope
 from minimace.so3 import Irreps, spherical_harmonics
 from minimace.testing import assert_equivariant
 
@@ -52,40 +55,50 @@ r_max, num_bessel, p = 5.0, 8, 5
 # $$ j_n(r) = \sqrt{\frac{2}{r_c}}\, \frac{\sin(n\pi r / r_c)}{r}, \qquad n = 1, \dots, n_\text{bessel}.$$
 # They are the radial eigenfunctions of the Laplacian in a ball of radius $r_c$ that vanish on its
 # surface, hence orthonormal with the weight $r^2$: $\int_0^{r_c} j_n(r) j_{n'}(r)\, r^2\, dr = \delta_{nn'}$.
+# A proof with sympy, for **every** pair of integers $n, n' \ge 1$ and every $r_c > 0$:
 
 # %%
+r_s, rc_s = sp.Symbol("r", positive=True), sp.Symbol("r_c", positive=True)
+n_s, m_s = sp.symbols("n n'", integer=True, positive=True)
+gram = sp.integrate(sympy_bessel(n_s) * sympy_bessel(m_s) * r_s**2, (r_s, 0, rc_s))
+print("∫ j_n j_n' r² dr =", gram)
+assert gram.subs({n_s: 3, m_s: 3}) == 1 and gram.subs({n_s: 3, m_s: 5}) == 0
+
 bessel = BesselBasis(r_max, num_bessel)
-r = torch.linspace(1e-3, r_max, 20001)[:, None]             # [n_points, 1]
+r = torch.linspace(1e-3, r_max, 2001)[:, None]              # [n_points, 1]
 j = bessel(r)                                              # [n_points, n_bessel]
-gram = torch.trapezoid(j[:, :, None] * j[:, None, :] * r[:, :, None] ** 2, r[:, 0], dim=0)   # [8, 8]
-print("shape of j(r):", tuple(j.shape))
-print("max |∫ j_n j_n' r² dr - δ| =", (gram - torch.eye(num_bessel)).abs().max().item())
-assert torch.allclose(gram, torch.eye(num_bessel), atol=1e-6)
+exact = torch.stack([torch.as_tensor(sp.lambdify(r_s, sympy_bessel(n, r_max=sp.Float(r_max)))(r[:, 0].numpy()))
+                     for n in range(1, num_bessel + 1)], dim=1)
+print("shape of j(r):", tuple(j.shape), "  max |BesselBasis - sympy formula| =", (j - exact).abs().max().item())
+assert torch.allclose(j, exact, rtol=1e-12, atol=1e-12)
 
 # %% [markdown]
-# *Line ↔ equation*: `bessel(r)[:, n-1]` is $j_n(r)$; `gram` is the integral above by the trapezoid rule
-# (its error ~1e-7 is the quadrature's, not the functions').
+# *Line ↔ equation*: `sympy_bessel(n)` is $j_n(r)$ with symbolic $r$, $r_c$; `sympy.integrate` returns
+# $\delta_{nn'}$ as a `Piecewise` over the integer symbols. `bessel(r)[:, n-1]`, the torch module the model uses,
+# evaluates that same formula (the difference printed is rounding).
 #
 # ## 2. The polynomial envelope
 #
 # $$ f_p(x) = 1 - \tfrac{(p+1)(p+2)}{2} x^p + p(p+2) x^{p+1} - \tfrac{p(p+1)}{2} x^{p+2},\qquad x = r/r_c,$$
 # and $f_p = 0$ for $r \ge r_c$. It equals 1 at $r = 0$, and $f$, $f'$, $f''$ vanish at $r_c$: energies and
-# forces stay smooth when a neighbour crosses the cutoff.
+# forces stay smooth when a neighbour crosses the cutoff. Proved with `sympy.diff` for a symbolic $r_c$:
 
 # %%
+f_sym = sympy_envelope(p)                                  # f_p(r / r_c), symbols r and r_c
+derivatives = [sp.simplify(sp.diff(f_sym, r_s, k).subs(r_s, rc_s)) for k in range(4)]
+print("f(0) =", f_sym.subs(r_s, 0), "  d^k f / dr^k at r_c, k = 0..3:", derivatives)
+assert f_sym.subs(r_s, 0) == 1 and derivatives[:3] == [0, 0, 0] and derivatives[3] != 0
+
 cutoff = PolynomialCutoff(r_max, p)
-rc = torch.tensor([r_max - 1e-9], requires_grad=True)
-f = cutoff(rc)
-(df,) = torch.autograd.grad(f.sum(), rc, create_graph=True)
-(d2f,) = torch.autograd.grad(df.sum(), rc)
-print(f"f(0) = {cutoff(torch.tensor([0.0])).item()},  f(r_c) = {f.item():.1e},  f'(r_c) = {df.item():.1e},"
-      f"  f''(r_c) = {d2f.item():.1e}")
-assert cutoff(torch.tensor([0.0])).item() == 1.0
-assert abs(f.item()) < 1e-12 and abs(df.item()) < 1e-9 and abs(d2f.item()) < 1e-6
+f_exact = torch.as_tensor(sp.lambdify(r_s, sympy_envelope(p, r_max=sp.Float(r_max)))(r[:, 0].numpy()))
+print("max |PolynomialCutoff - sympy formula| =", (cutoff(r[:, 0]) - f_exact).abs().max().item())
+assert torch.allclose(cutoff(r[:, 0]), f_exact, rtol=1e-12, atol=1e-12)
 assert cutoff(torch.tensor([r_max + 0.1])).item() == 0.0
 
 # %% [markdown]
-# *Line ↔ equation*: `cutoff(r)` is $f_p(r/r_c)$; autograd gives $f'$ and $f''$ at $r_c$ (just inside).
+# *Line ↔ equation*: `sympy_envelope(p)` is $f_p(r/r_c)$; `sp.diff(f, r, k)` at $r = r_c$ is exactly zero for
+# $k = 0, 1, 2$ (and not for $k = 3$: the envelope is $C^2$, no more). `cutoff(r)`, the torch module, evaluates
+# the same polynomial inside $r_c$ and is 0 beyond.
 #
 # Play with the cutoff and the number of radial functions (a live widget in Jupyter):
 
@@ -119,7 +132,7 @@ assert R[-1].abs().max() < 1e-12
 assert torch.isfinite(R).all()
 
 # %% [markdown]
-# *Line ↔ equation*: `mlp(features)` is $R_{kl}(r)$ of Eq. (7); with no bias, $\mathrm{MLP}(0) = 0$ exactly.
+# *Line ↔ equation*: `mlp(features)` is $R_{kl}(r)$ of Eq. (9) (App. A.5); with no bias, $\mathrm{MLP}(0) = 0$ exactly.
 #
 # ## 4. The angular part $Y_l^m(\hat{\mathbf r}_{ij})$
 #
@@ -154,7 +167,8 @@ print("h0 shape:", tuple(h0.shape))
 # %% [markdown]
 # ## 6. Putting it together: $\phi_{klm}(\mathbf r_{ij}, z_j)$
 #
-# $$\phi_{k l m}(\mathbf r_{ij}, z_j) = R_{kl}(r_{ij})\, Y_l^m(\hat{\mathbf r}_{ij})\, h^{(0)}_{j,k}.$$
+# $$\phi_{k l m}(\mathbf r_{ij}, z_j) = R_{kl}(r_{ij})\, Y_l^m(\hat{\mathbf r}_{ij})\, h^{(0)}_{j,k},$$
+# the summand of the first-layer atomic basis, Eq. (9) of the paper ($h^{(0)}_{j,k}$ is its $W_{k z_j}$).
 # `EdgeEmbedding` returns the angular and radial features of every edge; here one radial function per
 # channel and $l$ (the simplest choice; MACE's interaction block of notebook 02 uses one per coupling path).
 

@@ -15,19 +15,20 @@
 # # 02 — The atomic basis $A_i$: a sum over neighbours
 #
 # **What you will learn**
-# - the neighbourhood $\mathcal N(i)$ of an atom in a real molecule (rMD17 ethanol, PBE/def2-SVP) as a list
-#   of edges $(i, j)$ with vectors $\mathbf r_{ij} = \mathbf r_j - \mathbf r_i$;
-# - the atomic basis $A_{i,klm} = \sum_{j \in \mathcal N(i)} \phi_{klm}(\mathbf r_{ij}, z_j)$ (MACE Eq. 8),
-#   computed edge-wise and summed with a scatter;
+# - the neighbourhood $\mathcal N(i)$ of an atom in a real molecule (ethanol: the PBE/def2-SVP set of the shared
+#   data folder when it is there, else the GFN2-xTB set bundled with minimace) as a list of edges $(i, j)$ with
+#   vectors $\mathbf r_{ij} = \mathbf r_j - \mathbf r_i$;
+# - the atomic basis $A_{i,klm} = \sum_{j \in \mathcal N(i)} \phi_{klm}(\mathbf r_{ij}, z_j)$ (the first-layer
+#   A of MACE, Eq. 9), computed edge-wise and summed with a scatter;
 # - why $A_i$ is invariant to the order of the neighbours, translation invariant and rotation equivariant —
 #   checked with `assert_equivariant`;
-# - MACE's interaction block (`AtomicBasis`), where the neighbour's features $h_j$ replace the chemical
+# - MACE's interaction block (`AtomicBasis`, Eq. 8), where the neighbour's features $h_j$ replace the chemical
 #   embedding and Clebsch–Gordan coefficients couple them with $Y_l^m$.
 #
 # **Prerequisites**: notebook 01 (the one-particle basis φ).
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eq. (8); Drautz, PRB 99, 014104
-# (2019), Eq. (4) ("density trick": project the neighbour density on the one-particle basis).
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2), Eqs. (8)–(9); Drautz, PRB 99, 014104
+# (2019), Eq. (4) (project the neighbour density on the one-particle basis).
 
 # %%
 import os
@@ -35,7 +36,8 @@ import os
 import torch
 
 from minimace.atomic_basis import AtomicBasis, scatter_sum
-from minimace.datasets import load_shared
+from minimace.data import DataError
+from minimace.datasets import bundled, load_shared
 from minimace.graph import atoms_to_graph
 from minimace.one_particle import ChemicalEmbedding, EdgeEmbedding
 from minimace.so3 import Irreps
@@ -51,12 +53,20 @@ ELEMENTS = {1: 0, 6: 1, 8: 2}                              # H, C, O -> embeddin
 # %% [markdown]
 # ## 1. A real molecule and its neighbourhoods
 #
-# One ethanol configuration of the rMD17 data set (from the shared data folder, `$MINIMACE_DATA`).
+# One ethanol configuration: from the real PBE/def2-SVP set `botnet_ethanol` when the shared data folder
+# (`$MINIMACE_DATA`) holds it, else from the GFN2-xTB data bundled with minimace (a fresh clone: set
+# `MINIMACE_DATA` to a folder holding `botnet_ethanol/` to use the real set). The cell prints which one it used.
 # `atoms_to_graph` lists every pair closer than $r_c$ as an edge: `edge_index[0]` is the centre $i$,
 # `edge_index[1]` the neighbour $j$.
 
 # %%
-config = load_shared("botnet_ethanol", "train", index=":1")[0]
+try:
+    config = load_shared("botnet_ethanol", "train", index=":1")[0]
+    print("data: botnet_ethanol (PBE/def2-SVP) from the shared data folder")
+except DataError as missing:
+    config = bundled("train", index=":1")[0]                  # the first bundled frame is an ethanol
+    print(f"data: the bundled GFN2-xTB ethanol ({missing.__class__.__name__}: no shared botnet_ethanol)")
+assert sorted(config.atomic_numbers.tolist()) == [1] * 6 + [6] * 2 + [8]   # C2H5OH
 graph = atoms_to_graph(config.to_atoms(), r_max)
 i, j = graph["edge_index"]
 r_ij = graph["positions"][j] - graph["positions"][i] + graph["shifts"]   # [n_edges, 3]
@@ -65,7 +75,7 @@ print("neighbours per atom:", torch.bincount(i).tolist())
 assert torch.all(r_ij.norm(dim=1) < r_max) and i.numel() == 9 * 8      # ethanol fits in one cutoff sphere
 
 # %% [markdown]
-# ## 2. $A_i$ as a sum over neighbours (Eq. 8)
+# ## 2. $A_i$ as a sum over neighbours (Eq. 9)
 #
 # $$A_{i,klm} = \sum_{j\in\mathcal N(i)} \phi_{klm}(\mathbf r_{ij}, z_j),\qquad
 # \phi_{klm} = j_k(r_{ij}) f_p(r_{ij})\, Y_l^m(\hat{\mathbf r}_{ij})\, h^{(0)}_{j,k}.$$
@@ -155,8 +165,10 @@ except AssertionError:
 # neighbour's features $h^{(t)}_j$ (any irreps) are coupled with $Y(\hat{\mathbf r}_{ij})$ through
 # Clebsch–Gordan coefficients, with a learned radial weight $R^{(t)}_{k l_1 l_2 l_3}(r_{ij})$ per channel and path:
 # $$A^{(t)}_{i,kl_3m_3} = \sum_{\tilde k} \frac{W_{k\tilde k l_3}}{\bar n}\sum_{j\in\mathcal N(i)}\sum_{l_1m_1,l_2m_2}
-# C^{l_3m_3}_{l_1m_1,l_2m_2} R^{(t)}_{\tilde k l_1l_2l_3}(r_{ij})\, Y^{m_1}_{l_1}(\hat{\mathbf r}_{ij})\, h^{(t)}_{j,\tilde k l_2m_2}.$$
-# `AtomicBasis` implements it (the first layer also multiplies by element-dependent weights).
+# C^{l_3m_3}_{l_1m_1,l_2m_2} R^{(t)}_{\tilde k l_1l_2l_3}(r_{ij})\, Y^{m_1}_{l_1}(\hat{\mathbf r}_{ij})\, \sum_{k'} W_{\tilde k k'} h^{(t)}_{j,k' l_2m_2}.$$
+# `AtomicBasis` implements it (the first layer also multiplies by element-dependent weights). The paper's
+# Eq. (8) has the linear map only on $h_j$, before the sum, and none after it; minimace follows mace-torch,
+# which also mixes the channels after the sum ($W_{k\tilde k l_3}/\bar n$).
 
 # %%
 channels = 8
