@@ -1,9 +1,14 @@
 """The machinery shared by the exercise checkers: run a student's function, report pass / fail clearly.
 
-A checker is a list of *steps*. Each step calls the student's function on prepared inputs and compares
-the answer with the package's own implementation or an independent oracle (sympy, finite differences,
-``assert_equivariant``). The first step that fails stops the check and names what is wrong: the
-``shape``, the ``convention``, the ``normalisation``, ``equivariance`` or the ``value``.
+A checker is a list of *steps*. Each step calls the student's function on the checker's own inputs and compares
+the answer with the package's own stage code or an independent oracle (sympy, e3nn, finite differences,
+``assert_equivariant``). The first step that fails stops the check and names what is wrong and where: the
+``shape`` (which axis), the ``convention`` or ``normalisation`` (which l-block, which axis), ``equivariance``,
+a ``side effect`` on the caller's tensors, the ``method`` (finite differences where autograd was asked), an
+``answer`` to a conceptual question, or the ``value`` (with the position of the largest difference).
+
+Reference values are computed inside ``check`` on the checker's inputs only: no function of this package
+module takes the student's arguments and returns the answer.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ import torch
 from ..testing import assert_equivariant
 
 __all__ = ["CheckResult", "ExerciseFailure", "run_checks", "expect_shape", "expect_close", "expect_equivariant",
-           "DTYPES", "tolerance"]
+           "expect_blocks", "first_match", "make_hint", "DTYPES", "KINDS", "tolerance"]
 
 DTYPES = (torch.float64, torch.float32)
+
+#: what a failure can be about (``ExerciseFailure.kind``)
+KINDS = ("shape", "convention", "normalisation", "equivariance", "side effect", "method", "answer", "value")
 
 #: (atol, rtol) for comparing a student's answer with the reference in each dtype
 _TOLERANCES = {torch.float64: (1e-10, 1e-10), torch.float32: (1e-5, 1e-4)}
@@ -31,7 +39,7 @@ def tolerance(dtype: torch.dtype) -> tuple[float, float]:
 
 
 class ExerciseFailure(AssertionError):
-    """A check step failed. ``kind`` says what is wrong (shape, convention, normalisation, equivariance, value)."""
+    """A check step failed. ``kind`` (one of :data:`KINDS`) says what is wrong, ``message`` what and where."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(f"{kind}: {message}")
@@ -49,20 +57,28 @@ class CheckResult:
     status : str
         ``"pass"``, ``"fail"`` or ``"not implemented"``.
     kind : str
-        What failed (``"shape"``, ``"convention"``, ``"normalisation"``, ``"equivariance"``, ``"value"``,
-        ``"error"``), empty when passed.
+        What failed (one of :data:`KINDS`, or ``"error"`` when the student's code raised), empty when passed.
     lines : list of str
         The report, one line per step.
+    steps_passed, steps_total : int
+        How many steps passed, out of how many (the grade of ``minimace.exercises.grade``).
     """
 
     exercise: str
     status: str = "pass"
     kind: str = ""
     lines: list = field(default_factory=list)
+    steps_passed: int = 0
+    steps_total: int = 0
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def message(self) -> str:
+        """The line of the failed step (empty when passed)."""
+        return self.lines[-1] if self.lines and not self.passed else ""
 
     def __bool__(self) -> bool:
         return self.passed
@@ -82,7 +98,7 @@ def run_checks(exercise: str, steps: Sequence[tuple[str, Callable[[], str | None
     ``NotImplementedError`` means the student has not written the function yet: status "not implemented".
     Any other exception is reported with the line of the student's code that raised it.
     """
-    result = CheckResult(exercise)
+    result = CheckResult(exercise, steps_total=len(steps))
     for name, step in steps:
         try:
             note = step()
@@ -100,18 +116,50 @@ def run_checks(exercise: str, steps: Sequence[tuple[str, Callable[[], str | None
             result.lines.append(f"FAIL {name} — error: {type(err).__name__}: {err} "
                                 f"(line {where.lineno} of {where.name})")
             break
+        result.steps_passed += 1
         result.lines.append(f"ok   {name}" + (f" ({note})" if note else ""))
     if verbose:
         print(result)
     return result
 
 
-def expect_shape(value, shape: tuple, what: str) -> None:
-    """Raise a ``shape`` failure unless ``value`` is a tensor of exactly ``shape``."""
+def make_hint(hints: Sequence[str]) -> Callable[[int], None]:
+    """``hint(tier)`` printing hint ``tier`` of ``hints`` (1: the concept, 2: which function or index,
+    3: nearly the code); each tier is shown only when asked for."""
+    names = {1: "the idea", 2: "where to look", 3: "nearly the code"}
+
+    def hint(tier: int = 1) -> None:
+        if not 1 <= int(tier) <= len(hints):
+            raise ValueError(f"hints are numbered 1 to {len(hints)}, got {tier}")
+        print(f"Hint {tier}/{len(hints)} ({names.get(int(tier), 'more')}): {hints[int(tier) - 1]}")
+
+    hint.__doc__ = f"Print hint 1, 2 or {len(hints)} (from the idea to nearly the code)."
+    return hint
+
+
+def _axes_text(shape, axes) -> str:
+    return "[" + ", ".join(f"{a}={n}" for a, n in zip(axes, shape)) + "]" if axes else str(tuple(shape))
+
+
+def expect_shape(value, shape: tuple, what: str, axes: Sequence[str] | None = None) -> None:
+    """Raise a ``shape`` failure unless ``value`` is a tensor of exactly ``shape``.
+
+    With axis names ``axes`` (one per axis; the checkers choose inputs whose axis lengths all differ), a
+    transposed answer is named as such: which of the student's axes holds which quantity.
+    """
     if not isinstance(value, torch.Tensor):
         raise ExerciseFailure("shape", f"{what} should be a torch.Tensor, got {type(value).__name__}")
-    if tuple(value.shape) != tuple(shape):
-        raise ExerciseFailure("shape", f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    got, shape = tuple(value.shape), tuple(shape)
+    if got == shape:
+        return
+    if axes and sorted(got) == sorted(shape):
+        def holds(n):
+            return " or ".join(a for a, m in zip(axes, shape) if m == n)
+
+        where = [f"axis {i} holds {holds(n)} (length {n})" for i, n in enumerate(got) if shape[i] != n]
+        raise ExerciseFailure("shape", f"{what}: axes in the wrong order — {'; '.join(where)}; expected "
+                              f"{_axes_text(shape, axes)}")
+    raise ExerciseFailure("shape", f"{what} has shape {got}, expected {_axes_text(shape, axes)}")
 
 
 def expect_dtype(value: torch.Tensor, dtype: torch.dtype, what: str) -> None:
@@ -125,16 +173,76 @@ def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return (actual.detach() - expected.detach()).abs().max().item() if expected.numel() else 0.0
 
 
-def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, kind: str = "value") -> str:
-    """Raise a failure of the given ``kind`` unless ``actual`` equals ``expected`` within the dtype's tolerance."""
-    expect_shape(actual, tuple(expected.shape), what)
+def _where(actual: torch.Tensor, expected: torch.Tensor, axes: Sequence[str] | None) -> str:
+    """`` at [atom 3, k=1, ...]``: the position of the largest difference."""
+    if not expected.numel() or not axes:
+        return ""
+    flat = (actual.detach() - expected.detach()).abs().argmax().item()
+    index = torch.unravel_index(torch.tensor(flat), expected.shape)
+    return " at [" + ", ".join(f"{a} {int(i)}" for a, i in zip(axes, index)) + "]"
+
+
+def expect_close(actual: torch.Tensor, expected: torch.Tensor, what: str, kind: str = "value",
+                 axes: Sequence[str] | None = None) -> str:
+    """Raise a failure of the given ``kind`` unless ``actual`` equals ``expected`` within the dtype's tolerance;
+    the message gives the position of the largest difference (named by ``axes``)."""
+    expect_shape(actual, tuple(expected.shape), what, axes)
     expect_dtype(actual, expected.dtype, what)
     atol, rtol = tolerance(expected.dtype)
     err, scale = max_error(actual, expected), expected.detach().abs().max().item() if expected.numel() else 0.0
     if not err <= atol + rtol * scale:
-        raise ExerciseFailure(kind, f"{what} differs from the reference by up to {err:.3e} "
-                                    f"(allowed {atol + rtol * scale:.1e})")
+        raise ExerciseFailure(kind, f"{what} differs from the reference by up to {err:.3e}"
+                                    f"{_where(actual, expected, axes)} (allowed {atol + rtol * scale:.1e})")
     return f"max error {err:.1e}"
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a.detach(), b.detach(), rtol=1e-7, atol=1e-9))
+
+
+def first_match(out: torch.Tensor, candidates: Sequence[tuple[torch.Tensor, str, str]]) -> None:
+    """Raise the failure ``(kind, message)`` of the first candidate ``(tensor, kind, message)`` equal to ``out``.
+
+    The candidates are the known wrong answers, computed by the checker on its own inputs (float64).
+    """
+    for value, kind, message in candidates:
+        if _close(out, value):
+            raise ExerciseFailure(kind, message)
+
+
+def expect_blocks(out: torch.Tensor, ref: torch.Tensor, blocks: Sequence[tuple[str, slice]], what: str,
+                  axis: int = -1, notes: dict | None = None) -> None:
+    """Compare ``out`` with ``ref`` block by block along ``axis`` (e.g. the l- or L-blocks of an irreps axis);
+    raise a failure naming the first wrong block and what is wrong with it.
+
+    ``blocks`` are ``(label, slice)`` pairs, e.g. ``("L=2", slice(4, 9))``. A block that is a constant multiple
+    of the reference is a ``normalisation`` failure (with the factor); a block that spans the right space in
+    another basis (another order of m, signs, another polar axis) is a ``convention`` failure; anything else is
+    a ``value`` failure of that block. Call it only when ``out`` and ``ref`` have the same shape (float64).
+    """
+    notes = notes or {}  # kind -> advice appended to its message
+    right = []
+    for label, sl in blocks:
+        a, b = out.detach().movedim(axis, -1)[..., sl], ref.detach().movedim(axis, -1)[..., sl]
+        if _close(a, b):
+            right.append(label)
+            continue
+        prefix = (f"{' and '.join(right)} {'is' if len(right) == 1 else 'are'} right; " if right else "") + f"the {label} block of {what}"
+        a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+        if (b2 * b2).sum() > 0:
+            ratio = (a2 * b2).sum() / (b2 * b2).sum()
+            if _close(a2, ratio * b2):
+                raise ExerciseFailure("normalisation", f"{prefix} is {ratio.item():.6g} × the reference "
+                                      "(a normalisation factor)" + notes.get("normalisation", ""))
+        M = torch.linalg.lstsq(b2, a2).solution  # a ≈ b @ M: the same space in another basis?
+        if _close(a2, b2 @ M):
+            kind = ("components permuted or sign-flipped" if torch.allclose(M.abs().round(), M.abs(), atol=1e-6)
+                    else "other linear combinations of the same components")
+            raise ExerciseFailure("convention", f"{prefix} spans the right space but in another basis "
+                                  f"({kind})" + notes.get("convention", ": use e3nn's real basis (y is the polar "
+                                                          "axis, m = -l..l in order)"))
+        raise ExerciseFailure("value", f"{prefix} is wrong (max difference {max_error(a, b):.3e}; "
+                              "not a factor, not a change of basis)")
 
 
 def expect_equivariant(fn: Callable, args, irreps_in, irreps_out, **kwargs) -> str:
@@ -144,3 +252,13 @@ def expect_equivariant(fn: Callable, args, irreps_in, irreps_out, **kwargs) -> s
     except AssertionError as err:
         raise ExerciseFailure("equivariance", str(err).replace("\n", "\n       ")) from None
     return f"largest error {report.max_error:.1e}"
+
+
+def expect_answer(question: str, given, correct, explanations: dict | None = None, unit: str = "") -> str:
+    """Raise an ``answer`` failure unless ``given == correct``; a known wrong answer gets its explanation."""
+    if given is None:
+        raise NotImplementedError(f"no answer yet to: {question}")
+    if given == correct:
+        return f"{question} {given}{unit}"
+    why = (explanations or {}).get(given, "")
+    raise ExerciseFailure("answer", f"{question} — {given!r} is not right" + (f": {why}" if why else ""))

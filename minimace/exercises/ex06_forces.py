@@ -4,8 +4,6 @@ r"""# Exercise 6 — Forces as $-\partial E / \partial \mathbf r$ with autograd,
 of its energy (so they conserve energy), with one call of `torch.autograd.grad`, and how to verify any
 gradient with central finite differences.
 
-**Prerequisites**: notebook 06 (readout and the full model).
-
 **Paper**: Batatia et al., *MACE* (arXiv:2206.07697), Sec. 3 ("forces are computed as the negative
 gradient of the energy with respect to the positions") and Eq. (13) for $E = \sum_i E_i$.
 
@@ -16,7 +14,8 @@ Write `forces(energy_fn, positions)` returning the forces `[N, 3]`
 $$ \mathbf F_i = -\frac{\partial E}{\partial \mathbf r_i}, $$
 
 where `energy_fn(positions)` returns the total energy $E$ (a scalar tensor) of positions `[N, 3]`.
-Do not modify `positions` in place; return a tensor of the same dtype.
+Use autograd (one evaluation of the energy), do not modify the caller's `positions` (not its values, not its
+`requires_grad` flag, not its `.grad`), and return a tensor of the same dtype.
 
 The checker gives you a real MACE (`minimace.MACE`, small and with random weights) on an ethanol molecule
 from the bundled GFN2-xTB set. It compares your forces with central finite differences
@@ -35,28 +34,24 @@ import torch
 from ..datasets import bundled
 from ..graph import atoms_to_graph, batch_graphs
 from ..model import MACE
-from ._check import DTYPES, ExerciseFailure, expect_close, expect_equivariant, expect_shape, max_error, run_checks
+from ._check import (DTYPES, ExerciseFailure, expect_close, expect_equivariant, expect_shape, first_match, make_hint,
+                     max_error, run_checks)
 
 TITLE = "Exercise 6 (forces by autograd)"
-STUDENT_FUNCTION = "forces"
+STUDENT_FUNCTIONS = ("forces",)
+META = {"kind": "exercise", "difficulty": "introductory", "minutes": 20, "prerequisites": ("06",)}
 NOTEBOOK_IMPORTS = ["from typing import Callable", "", "import torch"]
-HINT = "positions = positions.detach().requires_grad_(True); energy = energy_fn(positions); torch.autograd.grad(...)"
-NOTES = r"""**Line ↔ equation**: `requires_grad_` makes $\mathbf r$ a leaf that autograd differentiates with respect to;
-`energy` is $E(\mathbf r)$; `torch.autograd.grad` returns $\partial E / \partial \mathbf r$ `[N, 3]`; the minus sign makes
-it a force. (Inside a training loop, MACE passes `create_graph=True` so that a loss on the forces can be
-differentiated again with respect to the weights.)"""
+HINTS = (
+    "Autograd differentiates with respect to tensors that require gradients: evaluate the energy once on "
+    "positions that track gradients, then ask for ∂E/∂r. Leave the caller's tensor alone.",
+    "positions.detach().requires_grad_(True) gives a fresh leaf (the caller's tensor keeps requires_grad=False); "
+    "torch.autograd.grad(energy, leaf) returns a tuple with ∂E/∂r [N, 3].",
+    "r = positions.detach().requires_grad_(True); (g,) = torch.autograd.grad(energy_fn(r), r); return -g",
+)
+hint = make_hint(HINTS)
 
 R_MAX = 4.0
-
-
-def forces(energy_fn: Callable[[torch.Tensor], torch.Tensor], positions: torch.Tensor) -> torch.Tensor:
-    """F = -∂E/∂r: ``energy_fn`` maps positions [N, 3] to a scalar energy -> forces [N, 3]."""
-    # BEGIN SOLUTION
-    positions = positions.detach().requires_grad_(True)  # [N, 3], a fresh leaf
-    energy = energy_fn(positions)  # scalar
-    (gradient,) = torch.autograd.grad(energy, positions)  # ∂E/∂r: [N, 3]
-    return -gradient
-    # END SOLUTION
+AXES = ("atom", "xyz")
 
 
 @lru_cache(maxsize=None)
@@ -81,16 +76,15 @@ def system(dtype: torch.dtype = torch.float64) -> tuple[Callable, torch.Tensor, 
     return energy_fn, batch["positions"].clone(), batch
 
 
-def finite_difference_forces(energy_fn: Callable, positions: torch.Tensor, h: float = 1e-5) -> torch.Tensor:
-    """Central differences -[E(r + h e) - E(r - h e)] / 2h for every coordinate (3N pairs of energies)."""
-    out = torch.zeros_like(positions)
-    with torch.no_grad():
-        for idx in range(positions.numel()):
-            step = torch.zeros_like(positions).view(-1)
-            step[idx] = h
-            step = step.view_as(positions)
-            out.view(-1)[idx] = -(energy_fn(positions + step) - energy_fn(positions - step)) / (2 * h)
-    return out
+class _Counted:
+    """``energy_fn`` that counts its calls (autograd needs one; finite differences need 2 per coordinate)."""
+
+    def __init__(self, energy_fn):
+        self.energy_fn, self.calls = energy_fn, 0
+
+    def __call__(self, positions):
+        self.calls += 1
+        return self.energy_fn(positions)
 
 
 def check(fn, verbose: bool = True):
@@ -99,26 +93,45 @@ def check(fn, verbose: bool = True):
     def step_finite_differences():
         energy_fn, pos, _ = system(torch.float64)
         before = pos.clone()
-        out = fn(energy_fn, pos)
-        expect_shape(out, tuple(pos.shape), "the forces")
+        counted = _Counted(energy_fn)
+        out = fn(counted, pos)
+        if pos.requires_grad or pos.grad is not None:
+            raise ExerciseFailure("side effect", "your function changed the caller's positions tensor: it now has "
+                                  f"requires_grad={pos.requires_grad}, grad {'set' if pos.grad is not None else 'None'}"
+                                  " (requires_grad_ / backward on the input itself); differentiate with respect to "
+                                  "a fresh leaf, positions.detach().requires_grad_(True)")
         if not torch.equal(pos, before):
-            raise ExerciseFailure("value", "the positions were modified in place")
-        fd = finite_difference_forces(energy_fn, pos)
+            raise ExerciseFailure("side effect", "the caller's positions were modified in place (atom "
+                                  f"{int((pos - before).abs().sum(-1).argmax())} moved)")
+        expect_shape(out, tuple(pos.shape), "the forces", AXES)
+        if counted.calls > 3:
+            raise ExerciseFailure("method", f"energy_fn was called {counted.calls} times for {pos.numel()} "
+                                  "coordinates: these are finite differences, not autograd (evaluate the energy "
+                                  "once, then torch.autograd.grad)")
+        # an oracle that knows nothing of autograd: central differences, 3N pairs of energies
+        h, fd = 1e-5, torch.zeros_like(pos)
+        with torch.no_grad():
+            for idx in range(pos.numel()):
+                step = torch.zeros(pos.numel(), dtype=pos.dtype)
+                step[idx] = h
+                fd.view(-1)[idx] = -(energy_fn(pos + step.view_as(pos)) - energy_fn(pos - step.view_as(pos))) / (2 * h)
+        first_match(out.detach(), [
+            (-fd, "convention", "wrong sign: the force is MINUS the gradient of the energy"),
+            (fd / pos.shape[0], "normalisation", "N times too small: differentiate the total energy, not E / N"),
+        ])
         err, scale = max_error(out, fd), fd.abs().max().item()
-        if torch.allclose(out, -fd, rtol=1e-5, atol=1e-7) and not torch.allclose(out, fd, rtol=1e-5, atol=1e-7):
-            raise ExerciseFailure("convention", "wrong sign: the force is MINUS the gradient of the energy")
-        if torch.allclose(out * pos.shape[0], fd, rtol=1e-5, atol=1e-7):
-            raise ExerciseFailure("normalisation", "N times too small: differentiate the total energy, not E / N")
         if not err <= 1e-7 + 1e-5 * scale:
+            atom = int((out.detach() - fd).abs().max(-1).values.argmax())
             raise ExerciseFailure("value", f"differs from central finite differences by up to {err:.2e} "
-                                  f"(allowed {1e-7 + 1e-5 * scale:.1e})")
-        return f"max |F - F_fd| = {err:.1e} eV/Å"
+                                  f"(atom {atom}; allowed {1e-7 + 1e-5 * scale:.1e})")
+        return f"max |F - F_fd| = {err:.1e} eV/Å, {counted.calls} call(s) of energy_fn"
 
     def step_model(dtype):
         def step():
             energy_fn, pos, batch = system(dtype)
             out = fn(energy_fn, pos)
-            return expect_close(out, _model(dtype)(batch)["forces"], f"the forces ({dtype}) vs MACE.forward")
+            return expect_close(out, _model(dtype)(batch)["forces"], f"the forces ({dtype}) vs MACE.forward",
+                                axes=AXES)
         return step
 
     def step_symmetry():
@@ -130,34 +143,7 @@ def check(fn, verbose: bool = True):
                                   tests=("rotation", "reflection", "translation"), n_trials=2)
         return f"Σ_i F_i = {total:.1e}; rotate with the molecule, {note}"
 
-    steps = [("central finite differences (float64)", step_finite_differences)]
+    steps = [("autograd, no side effects, central finite differences (float64)", step_finite_differences)]
     steps += [(f"vs the model's own forces in {str(d)[6:]}", step_model(d)) for d in DTYPES]
     steps.append(("zero net force, equivariance", step_symmetry))
     return run_checks(TITLE, steps, verbose)
-
-
-# plausible wrong answers, used by the tests as negative controls
-def wrong_sign(energy_fn, positions):
-    """Returns +∂E/∂r."""
-    return -forces(energy_fn, positions)
-
-
-def wrong_per_atom_energy(energy_fn, positions):
-    """Differentiates the energy per atom E / N."""
-    return forces(lambda p: energy_fn(p) / p.shape[0], positions)
-
-
-def wrong_one_sided_difference(energy_fn, positions, h=1e-2):
-    """A forward difference with a large step instead of the exact gradient."""
-    out = torch.zeros_like(positions)
-    with torch.no_grad():
-        e0 = energy_fn(positions)
-        for idx in range(positions.numel()):
-            step = torch.zeros_like(positions).view(-1)
-            step[idx] = h
-            out.view(-1)[idx] = -(energy_fn(positions + step.view_as(positions)) - e0) / h
-    return out
-
-
-WRONG_ANSWERS = {"sign": wrong_sign, "energy per atom": wrong_per_atom_energy,
-                 "one-sided difference": wrong_one_sided_difference}
