@@ -1,11 +1,12 @@
 # minimace — one command to set up and run the main job, one to run every test.
 #   make demo   : create .venv (CPU torch), install minimace, run `minimace demo` on the bundled data
 #   make test   : create both environments if needed, then run every test (python -m pytest -n 2 ...)
+#   make book   : the tutorial website in build/book/html (lessons, exercises, docs; notebooks executed, cached)
 PY ?= python3
 VENV := .venv
 MACE_VENV := .venv-mace
 
-.PHONY: demo test setup setup-mace clean
+.PHONY: demo test book setup setup-mace setup-book clean
 
 $(VENV)/.stamp: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,8 +26,14 @@ $(MACE_VENV)/.stamp: pyproject.toml
 	$(MACE_VENV)/bin/pip install -q sympy ase vesin matplotlib ipywidgets tqdm pyyaml hypothesis
 	touch $@
 
+# The website's packages (Sphinx, myst-nb, the book theme, jupyter-cache, MathJax, Playwright): the `book` extra.
+$(VENV)/.stamp-book: $(VENV)/.stamp pyproject.toml
+	$(VENV)/bin/pip install -q -e ".[dev,book]"
+	touch $@
+
 setup: $(VENV)/.stamp
 setup-mace: $(MACE_VENV)/.stamp
+setup-book: $(VENV)/.stamp-book
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/minimace demo
@@ -35,5 +42,9 @@ demo: $(VENV)/.stamp
 test: $(VENV)/.stamp $(MACE_VENV)/.stamp
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
+# Lessons and exercises run in quick mode (notebook 08 in .venv-mace); unchanged notebooks are not run again.
+book: $(VENV)/.stamp-book $(MACE_VENV)/.stamp
+	$(VENV)/bin/python book/build.py
+
 clean:
-	rm -rf $(VENV) $(MACE_VENV)
+	rm -rf $(VENV) $(MACE_VENV) build/book
