@@ -39,10 +39,11 @@ if "google.colab" in sys.modules:
 # **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2), Eqs. (7) and (10);
 # Drautz, *Atomic cluster expansion*, PRB 99, 014104 (2019); Bartók, Kondor, Csányi, *On representing chemical
 # environments*, PRB 87, 184115 (2013) (power spectrum and bispectrum); Behler, J. Chem. Phys. 134, 074106 (2011)
-# (symmetry functions); Shapeev, Multiscale Model. Simul. 14, 1153 (2016) (MTP); Thompson et al., J. Comput. Phys.
-# 285, 316 (2015) (SNAP).
+# (symmetry functions); Shapeev, Multiscale Model. Simul. 14, 1153 (2016) (MTP); Bartók, Payne, Kondor, Csányi,
+# PRL 104, 136403 (2010) (the 4D bispectrum); Thompson et al., J. Comput. Phys. 285, 316 (2015) (SNAP).
 
 # %%
+import io
 import itertools
 import math
 import os
@@ -52,7 +53,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import sympy as sp
 import torch
-from IPython.display import display
+from IPython.display import Image, display
 
 from minimace.figures import ace_features_example, ace_features_figure
 from minimace.radial import BesselBasis, PolynomialCutoff
@@ -80,8 +81,9 @@ d = (LMAX + 1) ** 2
 
 # %%
 example = ace_features_example()                            # one channel, l_max = 2, r_c = 3 Å
-fig = ace_features_figure(example=example)
-display(fig)
+png = io.BytesIO()
+ace_features_figure(example=example).savefig(png, format="png", dpi=90, bbox_inches="tight")
+display(Image(png.getvalue()))
 print("neighbours of atom", example["centre"], ":", example["neighbours"].tolist())
 
 # %% [markdown]
@@ -161,6 +163,8 @@ for nu, colour in ((2, "C0"), (3, "C1")):
     ax.loglog(sizes[nu], [timings[nu, N][0] for N in sizes[nu]], "o-", color=colour, label=f"ν={nu}: Σ over tuples")
     ax.loglog(sizes[nu], [timings[nu, N][1] for N in sizes[nu]], "s--", color=colour, label=f"ν={nu}: A⊗…⊗A")
 ax.set(xlabel="number of neighbours N", ylabel="time [s]", title="density trick: cost of both sides")
+ax.set_xticks(sizes[2], [str(N) for N in sizes[2]], minor=False)
+ax.set_xticks([], minor=True)
 ax.legend(fontsize=8)
 plt.show()
 for nu in (2, 3):
@@ -290,7 +294,8 @@ def plot_counts(L=0, nu_max=4, lmax_max=6):
     lmaxes = list(range(lmax_max + 1))
     for nu in range(1, nu_max + 1):
         counts = [count_couplings(l, nu, L, (-1) ** L) for l in lmaxes]
-        ax.semilogy(lmaxes, [max(c, 0.8) for c in counts], "o-", label=f"ν = {nu}")
+        shown = [(l, c) for l, c in zip(lmaxes, counts) if c > 0]          # none at all below some l_max
+        ax.semilogy([l for l, _ in shown], [c for _, c in shown], "o-", label=f"ν = {nu}")
     ax.set(xlabel="$l_{max}$", ylabel="number of B-functions", title=f"B-functions of one channel, L = {L} (natural parity)")
     ax.legend(fontsize=8)
     plt.show()
