@@ -1,7 +1,8 @@
 """Test-suite settings shared by tests/ and notebooks/ (nbval).
 
 - Notebooks run in quick mode (``MINIMACE_QUICK=1``) so the whole suite fits the CPU budget of CI.
-- ``MINIMACE_DATA`` defaults to ``../shared/data`` beside the checkout.
+- Real data sets are looked for where ``minimace.datasets.data_roots()`` says: ``$MINIMACE_DATA`` if set, else
+  ``../shared/data`` beside the checkout, then the user cache that ``minimace download`` fills.
 - Tests and notebooks that need the official implementation (mace-torch 0.3.16, which pins e3nn 0.4.4) live in
   ``tests/mace/`` and ``notebooks/08_*``; they are collected only in the second environment ``.venv-mace``.
   In the main environment, ``tests/test_mace_environment.py`` runs them there, so one ``pytest`` runs everything.
@@ -13,7 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 os.environ.setdefault("MINIMACE_QUICK", "1")
-os.environ.setdefault("MINIMACE_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 if importlib.util.find_spec("mace") is None:

@@ -31,26 +31,47 @@ if "google.colab" in sys.modules:
 #   same space of B-functions, and how to move mace-torch's weights onto it.
 #
 # **Prerequisites**: notebooks 03 (products and B-functions), 05 (messages) and 06 (the full model).
-# This notebook runs in the second environment `.venv-mace` (mace-torch pins e3nn 0.4.4).
+#
+# **What it needs**: the official implementation, mace-torch 0.3.16, which pins e3nn 0.4.4 — so this notebook runs
+# in the second environment `.venv-mace`: create it with `make setup-mace`, register it as a kernel with
+# `.venv-mace/bin/python -m ipykernel install --user --name minimace-mace` and choose that kernel (in Colab or a
+# fresh environment: `pip install mace-torch==0.3.16` first). No data set is needed: the structures are built here.
+# The first code cell stops with this explanation when mace-torch is missing.
 #
 # **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697), Eqs. (7)–(13); the coupling basis is
 # Eq. (10), the message Eq. (11).
+
+# %%
+import importlib.metadata
+
+try:
+    MACE_TORCH = importlib.metadata.version("mace-torch")
+except importlib.metadata.PackageNotFoundError:
+    MACE_TORCH = "not installed"
+if MACE_TORCH != "0.3.16":
+    raise RuntimeError(
+        f"This notebook needs mace-torch 0.3.16 (with e3nn 0.4.4); in this environment it is {MACE_TORCH}. "
+        "Run it in the second environment: `make setup-mace`, then "
+        "`.venv-mace/bin/python -m ipykernel install --user --name minimace-mace` and choose that kernel "
+        "(or `pip install mace-torch==0.3.16` in a fresh environment)."
+    )
+import mace  # noqa: F401,E402  (the official implementation; must be imported before e3nn)
+
+print("mace-torch", MACE_TORCH)
 
 # %%
 import copy
 import os
 import time
 
-import mace  # noqa: F401  (the official implementation; must be imported before e3nn)
 import numpy as np
 import torch
 from ase.build import molecule
-from ase.io import read
 from e3nn import o3
 from mace import modules as mace_modules
 from mace.tools.cg import U_matrix_real
 
-from minimace.datasets import data_dir
+from minimace.datasets import silicon_cells
 from minimace.graph import atoms_to_graph
 from minimace.interop import compare_with_mace_torch, from_mace_torch, mace_torch_batch, use_own_coupling_basis
 from minimace.so3 import spherical_harmonics
@@ -116,16 +137,16 @@ assert torch.allclose(Y_minus, Y * parity, atol=1e-14)
 # `AtomicData.from_config`, a matscipy neighbour list, its `torch_geometric` batching), minimace with
 # `minimace.graph` (vesin). We compare edge counts, energies, forces and, for periodic cells, the stress
 # $\sigma = -W/V$ — as the largest relative difference $\max|\Delta| / \max|x_\text{mace}|$.
-# The Si cells are DFT structures of the GAP-18 silicon set (2-atom diamond and β-tin cells: with
-# $r_\text{max} = 5$ Å each pair has dozens of periodic images; and a 64-atom liquid).
+# The Si cells are built by `minimace.datasets.silicon_cells` with the structure types of the GAP-18 silicon set:
+# strained 2-atom diamond and β-tin cells (with $r_\text{max} = 5$ Å each pair has dozens of periodic images) and
+# a 64-atom disordered cell at the density of liquid silicon.
 
 # %%
 molecules = [molecule(name) for name in ("CH3CH2OH", "CH3COCH3", "H2O", "CH4")]
 for i, atoms in enumerate(molecules):
     atoms.positions += 0.05 * np.random.default_rng(i).standard_normal(atoms.positions.shape)
-frames = read(data_dir() / "si_gap18_tiny" / "Si_tiny.xyz", ":")
-cells = [f for f in frames if f.info.get("config_type") in ("dia", "bt")][:: 8 if QUICK else 2]
-liquid = [f for f in frames if f.info.get("config_type") == "liq"][:1]
+silicon = silicon_cells(n=3 if QUICK else 12, n_liquid=1, seed=0)
+cells, liquid = silicon["dia"] + silicon["bt"], silicon["liq"]
 
 
 def show(name, result):
@@ -160,7 +181,7 @@ print("interaction energies (eV):", result["minimace"]["energy"].tolist(), "vs",
 # %% [markdown]
 # ## 4. Timing, side by side
 #
-# Energy and forces of the 64-atom Si liquid (and of ethanol), a few repeats each, same process and machine.
+# Energy and forces of the 64-atom disordered Si cell (and of ethanol), a few repeats each, same process and machine.
 # These are wall-clock times on a shared CPU: compare the two columns, not with other machines.
 
 # %%

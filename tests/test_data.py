@@ -44,6 +44,7 @@ H 0.0 0.0 0.74 -0.1 0.0 0.0
 # ---------------------------------------------------------------------------------------------- real files
 
 
+@pytest.mark.shared_data("solvent_xtb")
 def test_solvent_xtb_keys_and_isolated_atoms(shared):
     path = shared / "solvent_xtb" / "solvent_xtb_train_20.xyz"
     configs = read_configurations(path, energy_key="energy_xtb", forces_key="forces_xtb")
@@ -56,6 +57,7 @@ def test_solvent_xtb_keys_and_isolated_atoms(shared):
         read_configurations(path)  # default keys: the message lists what the frame has
 
 
+@pytest.mark.shared_data("si_gap18_tiny")
 def test_si_gap18_virials_and_stress(shared):
     configs = read_configurations(
         shared / "si_gap18_tiny" / "Si_tiny.xyz", energy_key="dft_energy", forces_key="dft_force", virials_key="dft_virial"

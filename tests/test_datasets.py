@@ -29,7 +29,7 @@ def test_data_dir_names_the_variable(monkeypatch, tmp_path):
         data_dir()
 
 
-@pytest.mark.parametrize("name", sorted(SHARED))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.shared_data(n)) for n in sorted(SHARED)])
 def test_every_shared_dataset_loads_with_its_keys(shared, name):
     configs = load_shared(name, "train", index=":4")
     assert configs and all(c.energy is not None and c.forces is not None for c in configs)
@@ -40,6 +40,7 @@ def test_every_shared_dataset_loads_with_its_keys(shared, name):
         assert (shared / SHARED[name].folder / SHARED[name].splits[split]).is_file()
 
 
+@pytest.mark.shared_data("botnet_ethanol", "rmd17_aspirin", "botnet_3bpa", "si_gap18_tiny")
 def test_shared_e0s_match_provenance(shared):
     # values quoted in the PROVENANCE.md files
     assert shared_e0s("botnet_ethanol")[8] == pytest.approx(-2035.570980959, abs=1e-8)
@@ -48,12 +49,13 @@ def test_shared_e0s_match_provenance(shared):
     assert shared_e0s("si_gap18_tiny") == {14: pytest.approx(-158.54496821, abs=1e-8)}
 
 
+@pytest.mark.shared_data("botnet_ethanol")
 def test_energy_only_splits(shared):
     dimers = load_shared("botnet_ethanol", "test_dimers", index=":3")
     assert all(c.energy is not None and c.forces is None for c in dimers)
 
 
-def test_unknown_names(shared):
+def test_unknown_names():  # raised before any file is looked for: runs without the data
     with pytest.raises(DataError, match="known:"):
         load_shared("md22")
     with pytest.raises(DataError, match="splits:"):
@@ -88,6 +90,7 @@ def test_bundled_labels_are_consistent():
     assert np.ptp([b.stress[0, 0] for b in boxes]) > 1e-3  # strained boxes: stress varies
 
 
+@pytest.mark.shared_data("solvent_xtb")
 def test_bundled_and_solvent_xtb_e0s_agree(shared):
     """Two independent GFN2-xTB sources (tblite here, xtb-python there) give the same atoms."""
     ours, theirs = bundled_e0s(), shared_e0s("solvent_xtb")

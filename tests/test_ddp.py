@@ -65,7 +65,7 @@ def test_torchrun_cli_equals_one_process(tmp_path):
 
     from minimace.cli import resolve_options, run_train
 
-    ase.io.write(tmp_path / "train.xyz", ase.io.read(t.DATA / "botnet_ethanol" / "train.xyz", ":10"), format="extxyz")
+    ase.io.write(tmp_path / "train.xyz", ase.io.read(t.ethanol_file(), ":10"), format="extxyz")
     flags = {"train_file": str(tmp_path / "train.xyz"), "valid_fraction": "0.2", "E0s": "average", "max_epochs": "2",
              "hidden_irreps": "8x0e+8x1o", "max_ell": "1", "correlation": "2", "r_max": "4", "radial_MLP": "[16]",
              "MLP_irreps": "8x0e", "batch_size": "4", "forces_weight": "100", "progress": "false", "device": "cpu"}

@@ -13,6 +13,7 @@ import torch
 from ase.build import molecule
 
 from minimace.checkpoint import load_checkpoint, load_model
+from minimace.datasets import BUNDLED_SPLITS, bundled_dir, bundled_e0s
 from minimace.graph import atoms_to_graph, batch_graphs
 from minimace.model import MACE
 from minimace.train import (
@@ -28,11 +29,10 @@ from minimace.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("MINIMACE_DATA", ROOT.parent / "shared" / "data"))
-E0 = {1: -13.568422383, 6: -1025.277095178, 8: -2035.570980959}  # botnet_ethanol/isolated_atoms.xyz
+E0 = bundled_e0s()  # GFN2-xTB isolated atoms of the bundled set (minimace/data/isolated_atoms.xyz)
 TINY = dict(r_max=4.0, num_bessel=6, num_polynomial_cutoff=5, max_ell=2, correlation=2, num_interactions=2,
             hidden_irreps="8x0e+8x1o", MLP_irreps="8x0e", radial_MLP=[16], avg_num_neighbors=7.0,
-            atomic_numbers=[1, 6, 8], atomic_energies=[E0[1], E0[6], E0[8]], atomic_inter_shift=-4.6)
+            atomic_numbers=[1, 6, 8], atomic_energies=[E0[1], E0[6], E0[8]], atomic_inter_shift=-5.0)
 FAST = dict(max_epochs=2, batch_size=4, valid_batch_size=8, forces_weight=100.0, progress=False,
             scheduler_patience=1)
 
@@ -42,9 +42,15 @@ def tiny_model(seed=0, **kw):
     return MACE(**{**TINY, **kw})
 
 
+def ethanol_file(split="train"):
+    """The bundled GFN2-xTB file of ``split`` ("train" or "test"); its first configurations are ethanol."""
+    return bundled_dir() / BUNDLED_SPLITS[split]
+
+
 def load_ethanol():
-    """12 training and 4 validation configurations of rMD17 ethanol."""
-    atoms = ase.io.read(DATA / "botnet_ethanol" / "train.xyz", ":16")
+    """12 training and 4 validation configurations of ethanol (bundled GFN2-xTB set: runs on any clone)."""
+    atoms = ase.io.read(ethanol_file(), ":16")
+    assert all(a.get_chemical_formula() == "C2H6O" for a in atoms)
     graphs = [atoms_to_graph(a, TINY["r_max"]) for a in atoms]
     return graphs[:12], graphs[12:]
 
