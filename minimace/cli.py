@@ -1,4 +1,4 @@
-"""Command line: ``minimace train``, ``minimace evaluate``, ``minimace demo``.
+"""Command line: ``minimace train``, ``minimace evaluate``, ``minimace demo``, ``minimace download``.
 
 ``minimace train`` takes options as flags or from a YAML file (``--config``; flags given on the command line
 win). Defaults are the MACE paper's where it gives one (Batatia et al. 2022, arXiv:2206.07697: r_max 5 Å,
@@ -14,6 +14,8 @@ Examples
     minimace train --config configs/rmd17_aspirin.yaml --restart runs/aspirin/checkpoint.pt
     minimace evaluate runs/ethanol/best.pt test.xyz --output predictions.xyz
     minimace demo
+    minimace download --list
+    minimace download rmd17_aspirin botnet_ethanol
 """
 
 from __future__ import annotations
@@ -524,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--device", default="auto")
     p_demo.add_argument("--seed", type=int, default=1)
     p_demo.add_argument("--progress", type=_bool, default=False)
+    p_get = sub.add_parser("download", help="fetch public real data sets (pinned, SHA-256 checked) for the lessons")
+    p_get.add_argument("names", nargs="*", help="data sets (see --list), or 'all'")
+    p_get.add_argument("--list", action="store_true", help="show the data sets, their sizes and sources")
+    p_get.add_argument("--dir", help="data folder to fill (default: $MINIMACE_DATA, else the user cache)")
+    p_get.add_argument("--base-url", help="a mirror laid out like the data folder (default: $MINIMACE_DOWNLOAD_URL, "
+                       "else the pinned GitHub URLs)")
     return parser
 
 
@@ -542,6 +550,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             run_evaluate(args)
         elif args.command == "demo":
             return 0 if run_demo(args) else 1
+        elif args.command == "download":
+            from .datasets import download_main
+
+            return download_main(args.names, list_only=args.list, root=args.dir, base_url=args.base_url)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"minimace {args.command}: error: {err}", file=sys.stderr)
         return 2
