@@ -59,10 +59,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def user_cache_dir() -> Path:
-    """minimace's cache folder: ``$MINIMACE_CACHE``, else ``$XDG_CACHE_HOME/minimace``, else ``~/.cache/minimace``."""
-    if os.environ.get("MINIMACE_CACHE"):
-        return Path(os.environ["MINIMACE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minimace"
+    """minimace's cache folder: ``$MINIMACE_CACHE``, else ``~/.cache/minimace`` (also when it is "off", which
+    only turns off the disk cache of coupling tensors, ``minimace.symmetric``)."""
+    env = os.environ.get("MINIMACE_CACHE")
+    return Path(env) if env and env != "off" else Path.home() / ".cache" / "minimace"
 
 
 def data_roots() -> list[Path]:
