@@ -23,9 +23,10 @@ def need_shared(*names):
     try:
         return require(*names)
     except DataError as error:
-        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true and a real data set is missing: {error}", pytrace=False)
-        pytest.skip(str(error))
+        missing = str(error)
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"CI=true and a real data set is missing: {missing}", pytrace=False)
+    pytest.skip(missing)
 
 
 @pytest.fixture
