@@ -43,7 +43,8 @@ from .radial import BesselBasis, PolynomialCutoff
 from .so3 import spherical_harmonics
 from .symmetric import b_functions, coupling_basis
 
-__all__ = ["ace_features_example", "ace_features_figure", "chain_atoms", "mace_node_energies", "ace_node_energies", "receptive_field_experiment",
+__all__ = ["ace_features_example", "ace_features_figure",
+           "chain_atoms", "mace_node_energies", "ace_node_energies", "receptive_field_experiment",
            "receptive_field_figure", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -294,7 +294,7 @@ def coupling_basis(
 
 # ----------------------------------------------------------------------------- Eqs. (7) and (10)
 def product_basis(A: torch.Tensor, correlation: int) -> torch.Tensor:
-    """Product basis, the product inside Eq. (10): ``𝐀[..., i_1, ..., i_ν] = Π_ξ A[..., i_ξ]`` (a symmetric tensor).
+    """Product basis, the product inside Eq. (10): ``𝐀[..., i_1, ..., i_ν] = Π_ξ A[..., i_ξ]`` (symmetric).
 
     Parameters
     ----------
@@ -472,7 +472,7 @@ def symbolic_atomic_basis(vectors, lmax: int) -> list:
 
 
 def symbolic_b_functions(U, a, path: int | None = None):
-    """Eq. (10) on sympy values: ``B[M, η] = Σ U[M, i_1, ..., i_ν, η] Π_ξ a[i_ξ]`` for an exact ``U`` (:func:`to_sympy`).
+    """Eq. (10) on sympy values: ``B[M, η] = Σ U[M, i_1, ..., i_ν, η] Π_ξ a[i_ξ]`` (``U`` from :func:`to_sympy`).
 
     Parameters
     ----------

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from minimace import figures
-from minimace.figures import ace_features_example, ace_features_figure, receptive_field_experiment, receptive_field_figure
+from minimace.figures import (ace_features_example, ace_features_figure, receptive_field_experiment,
+                              receptive_field_figure)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,5 +107,7 @@ def test_ace_figure_regenerates_byte_identically(tmp_path):
     assert committed.exists(), "run `python -m minimace.figures`"
     software = Image.open(committed).info.get("Software", "")
     if f"version{matplotlib.__version__}," not in software:
-        pytest.skip(f"figures/ace_features.png was written by {software!r}, this is matplotlib {matplotlib.__version__}")
-    assert committed.read_bytes() == a.read_bytes(), "figures/ace_features.png is stale: run `python -m minimace.figures`"
+        pytest.skip(f"figures/ace_features.png was written by {software!r}, "
+                    f"this is matplotlib {matplotlib.__version__}")
+    assert committed.read_bytes() == a.read_bytes(), \
+        "figures/ace_features.png is stale: run `python -m minimace.figures`"

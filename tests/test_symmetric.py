@@ -1,4 +1,4 @@
-"""Tests of stage 3 (MACE Eq. 10, and the density trick of Eq. 7): the generalized Clebsch–Gordan basis and the B-functions.
+"""Tests of stage 3 (MACE Eq. 10; the density trick of Eq. 7): generalized Clebsch–Gordan basis, B-functions.
 
 Oracles: e3nn's Wigner D matrices (equivariance), the character formula integrated numerically over SO(3)
 (dimension of the space of symmetric equivariant maps), brute-force products (inside Eq. 10), sympy (exact rotation).
@@ -337,3 +337,24 @@ def test_rank_gap_is_wide():
     assert dependent < symmetric._TOL_ZERO < symmetric._TOL_KEEP < kept
     dependent, kept = symmetric.rank_gap(3, 2)
     assert math.isnan(dependent) and kept > 0.1  # ν = 2: every symmetrised coupling tree is independent
+
+
+def test_symbolic_helpers_agree_with_the_numeric_stages():
+    """The exact proofs are about the package's own functions: at numeric positions, symbolic_atomic_basis is
+    Σ_j |r_j|^l Y_lm(r̂_j) (spherical_harmonics, normalize=False) and symbolic_b_functions is b_functions."""
+    import sympy as sp
+
+    from minimace.so3 import spherical_harmonics
+    from minimace.symmetric import symbolic_atomic_basis, symbolic_b_functions, to_sympy
+
+    r = _two_neighbours()
+    values = torch.tensor([[0.3, -1.1, 0.7], [1.2, 0.4, -0.5]], dtype=torch.float64)
+    subs = {s: float(v) for vec, row in zip(r, values) for s, v in zip(vec, row)}
+    A_sym = [float(sp.sympify(a).subs(subs)) for a in symbolic_atomic_basis(r, 2)]
+    A_num = spherical_harmonics(2, values, normalize=False).sum(0)  # [9]
+    torch.testing.assert_close(torch.tensor(A_sym, dtype=torch.float64), A_num, atol=1e-12, rtol=1e-12)
+    U = coupling_basis(2, 3, 0, 1)
+    B_sym = symbolic_b_functions(to_sympy(U), A_sym)  # numbers in, numbers out
+    B_num = b_functions(A_num, U)  # [1, 5]
+    torch.testing.assert_close(torch.tensor([[float(v) for v in B_sym]], dtype=torch.float64), B_num,
+                               atol=1e-12, rtol=1e-12)
