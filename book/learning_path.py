@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STATUS = ROOT / "build" / "book" / "execution.json"
 LESSONS = "notebooks/[0-9][0-9]_*.ipynb"
 MARKER = "<!-- learning-path -->"
+FIGURES_MARKER = "<!-- figures -->"
+FIGURES = "figures/*.png"
 WORDS_PER_MINUTE = 200  # prose, equations counted as words
 CODE_LINES_PER_MINUTE = 15  # non-blank lines of code cells
 COLAB = "https://colab.research.google.com/github"
@@ -134,6 +136,15 @@ def learning_path_markdown(lessons: list[Lesson], status: dict) -> str:
     return "\n".join(out)
 
 
+def figures_markdown(root: Path = ROOT) -> str:
+    """Every figure of figures/ (as the package regenerates them: ``python -m minimace.figures``)."""
+    out = []
+    for path in sorted(root.glob(FIGURES)):
+        out += [f"```{{figure}} ../{path.relative_to(root).as_posix()}", f":alt: {path.stem}", "",
+                f"`{path.relative_to(root).as_posix()}`", "```", ""]
+    return "\n".join(out) or "(no figure in figures/)"
+
+
 def lesson_note(lesson: Lesson, entry: dict | None, repository: str) -> str:
     """The note put under a lesson's header on the site: times and how to run it."""
     org_repo = re.sub(r"^https?://github\.com/", "", repository).strip("/")
@@ -153,6 +164,7 @@ def lesson_note(lesson: Lesson, entry: dict | None, repository: str) -> str:
 def _source_read(app, docname: str, source: list[str]) -> None:
     if docname == app.config.root_doc and MARKER in source[0]:
         source[0] = source[0].replace(MARKER, learning_path_markdown(lessons(), execution_status()))
+        source[0] = source[0].replace(FIGURES_MARKER, figures_markdown())
         return
     path = ROOT / f"{docname}.ipynb"
     if path not in set(ROOT.glob(LESSONS)):

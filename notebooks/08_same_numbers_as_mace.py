@@ -16,7 +16,8 @@
 import sys
 if "google.colab" in sys.modules:
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/minimace/minimace"], check=True)
+    packages = ["git+https://github.com/minimace/minimace", "mace-torch==0.3.16"]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages], check=True)
 
 # %% [markdown]
 # # 08 — Same numbers as the official implementation (mace-torch)

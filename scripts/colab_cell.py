@@ -2,7 +2,9 @@
 
 The cell does nothing outside Colab. In Colab (``"google.colab" in sys.modules``) it installs minimace from the
 repository (``[project.urls] Repository`` in pyproject.toml, the one place the URL is written) and fetches the
-real datasets the lesson reads (every ``load_shared("NAME", ...)`` of its source) with ``minimace download NAME``.
+real datasets the lesson reads (every ``load_shared("NAME", ...)`` of its source) with ``minimace download NAME``;
+a lesson that imports the official implementation (``import mace``) also gets ``mace-torch`` at the version that
+minimace is compared with.
 
 It edits the jupytext sources ``notebooks/NN_*.py`` (py:percent) and regenerates each paired ``.ipynb`` with its
 other cells, ids and metadata kept as they are. Running it twice changes nothing.
@@ -26,6 +28,8 @@ LESSONS = "notebooks/[0-9][0-9]_*.py"
 SENTINEL = "# Colab only"  # first line of the cell: how the script finds it again
 CELL_ID = "colab-setup"
 DATASET_CALL = re.compile(r"""load_shared\(\s*["']([A-Za-z0-9_]+)["']""")
+IMPORTS_MACE = re.compile(r"^\s*(import mace\b|from mace\b)", re.M)
+MACE_TORCH = "mace-torch==0.3.16"  # as the Makefile's .venv-mace
 
 
 def repository_url(root: Path = ROOT) -> str:
@@ -39,15 +43,22 @@ def datasets_of(source: str) -> list[str]:
     return list(dict.fromkeys(DATASET_CALL.findall(source)))
 
 
-def cell_text(url: str, datasets: list[str]) -> str:
+def packages_of(source: str, url: str) -> list[str]:
+    """What pip installs in Colab for a lesson: minimace from the repository, and mace-torch if it is used."""
+    return [f"git+{url}"] + ([MACE_TORCH] if IMPORTS_MACE.search(source) else [])
+
+
+def cell_text(packages: list[str], datasets: list[str]) -> str:
     """The py:percent text of the set-up cell (hidden on the website by its ``remove-cell`` tag)."""
+    install = ", ".join(f'"{p}"' for p in packages)
     lines = [
         '# %% tags=["remove-cell"]',
         f"{SENTINEL} (does nothing elsewhere): install minimace and fetch the data of this lesson.",
         "import sys",
         'if "google.colab" in sys.modules:',
         "    import subprocess",
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{url}"], check=True)',
+        f"    packages = [{install}]",
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages], check=True)',
     ]
     lines += [f'    subprocess.run(["minimace", "download", "{name}"], check=True)' for name in datasets]
     return "\n".join(lines) + "\n"
@@ -68,7 +79,7 @@ def with_cell(source: str, cell: str) -> str:
 def refresh(py: Path, url: str, check: bool = False) -> bool:
     """Write the set-up cell into ``py`` and its ``.ipynb``; return True if either changed (or would)."""
     old = py.read_text()
-    new = with_cell(old, cell_text(url, datasets_of(old)))
+    new = with_cell(old, cell_text(packages_of(old, url), datasets_of(old)))
     ipynb = py.with_suffix(".ipynb")
     notebook = jupytext.reads(new, fmt="py:percent")
     if ipynb.exists():
