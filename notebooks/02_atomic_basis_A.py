@@ -63,8 +63,8 @@ ELEMENTS = {1: 0, 6: 1, 8: 2}                              # H, C, O -> embeddin
 # ## 1. A real molecule and its neighbourhoods
 #
 # One ethanol configuration: from the real PBE/def2-SVP set `botnet_ethanol` when the shared data folder
-# (`$MINIMACE_DATA`) holds it, else from the GFN2-xTB data bundled with minimace (a fresh clone: set
-# `MINIMACE_DATA` to a folder holding `botnet_ethanol/` to use the real set). The cell prints which one it used.
+# (`$MINIMACE_DATA`) holds it, else from the GFN2-xTB data bundled with minimace (a fresh clone: fetch the real
+# set with `minimace download botnet_ethanol`). The cell prints which one it used.
 # `atoms_to_graph` lists every pair closer than $r_c$ as an edge: `edge_index[0]` is the centre $i$,
 # `edge_index[1]` the neighbour $j$.
 
@@ -72,9 +72,9 @@ ELEMENTS = {1: 0, 6: 1, 8: 2}                              # H, C, O -> embeddin
 try:
     config = load_shared("botnet_ethanol", "train", index=":1")[0]
     print("data: botnet_ethanol (PBE/def2-SVP) from the shared data folder")
-except DataError as missing:
+except DataError:
     config = bundled("train", index=":1")[0]                  # the first bundled frame is an ethanol
-    print(f"data: the bundled GFN2-xTB ethanol ({missing.__class__.__name__}: no shared botnet_ethanol)")
+    print("data: the bundled GFN2-xTB ethanol (botnet_ethanol not found; `minimace download botnet_ethanol` fetches it)")
 assert sorted(config.atomic_numbers.tolist()) == [1] * 6 + [6] * 2 + [8]   # C2H5OH
 graph = atoms_to_graph(config.to_atoms(), r_max)
 i, j = graph["edge_index"]
