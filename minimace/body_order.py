@@ -1,4 +1,4 @@
-r"""Body order of MACE: how many atoms one term of a site energy can involve, from ν and T.
+r"""Body order and receptive field of MACE: how many atoms one term of a site energy involves, and which atoms.
 
 MACE (Batatia et al. 2022, arXiv:2206.07697), Eq. 7: the message of layer t is a sum of ν-fold products over
 neighbours j₁ … j_ν (self-interaction j₁ = j₂ included), and Eq. 8 makes each factor carry the features
@@ -15,6 +15,10 @@ unbounded: b_T is the body order of the features it reads.
 
 :func:`many_body_terms` measures it: the cluster expansion of a function of a set of atoms,
 g(U) = Σ_{V ⊆ U} (−1)^{|U|−|V|} f(V), vanishes for clusters U larger than the body order.
+
+:func:`receptive_field` counts the atoms a T-layer model of cutoff r_c sees from each centre — those reached in
+T hops of the r_c neighbour graph (Eq. 8 sums over neighbours, T times) — against the atoms within the sphere of
+radius T·r_c that an ACE needs to see as far.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ import copy
 import itertools
 from typing import Callable, Sequence, Union
 
+import numpy as np
 import torch
 
 from .graph import atoms_to_graph
 from .readout import LinearReadout
 
-__all__ = ["body_order", "body_order_table", "many_body_terms", "site_energy_on_subsets", "with_linear_readouts"]
+__all__ = ["body_order", "body_order_table", "many_body_terms", "site_energy_on_subsets", "with_linear_readouts",
+           "receptive_field"]
 
 
 def body_order(correlation: Union[int, Sequence[int]], num_interactions: int) -> int:
@@ -117,3 +123,44 @@ def with_linear_readouts(model):
     dtype = model.embedding.weight.dtype
     model.readouts[-1] = LinearReadout(model.updates[-1].irreps_out).to(dtype)
     return model
+
+
+def receptive_field(atoms, r_c: float, num_interactions: int) -> dict:
+    """Per centre atom: the atoms within T hops of the r_c graph, and the atoms within the sphere of radius T·r_c.
+
+    Periodic images count as distinct atoms (an image is reached through its own chain of neighbours).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure (molecule or periodic cell).
+    r_c : float
+        Cutoff of one layer (Å).
+    num_interactions : int
+        Number of layers T.
+
+    Returns
+    -------
+    dict
+        ``hops`` [n_atoms] (int): atoms, the centre included, on which E_i of a T-layer message-passing model of
+        cutoff r_c can depend; ``sphere`` [n_atoms]: atoms, the centre included, within T·r_c (what an ACE of that
+        cutoff sees); ``neighbours`` [n_atoms]: atoms within r_c, the centre excluded.
+    """
+    graph = atoms_to_graph(atoms, r_c)
+    centre, neighbour = graph["edge_index"].numpy()
+    shifts = graph["unit_shifts"].numpy().astype(int)  # [n_edges, 3]
+    n = len(atoms)
+    adjacency = [[] for _ in range(n)]
+    for a, b, s in zip(centre, neighbour, map(tuple, shifts)):
+        adjacency[a].append((b, s))
+    hops = np.zeros(n, dtype=int)
+    for i in range(n):
+        seen = frontier = {(i, (0, 0, 0))}
+        for _ in range(num_interactions):
+            frontier = {(b, (n0 + s[0], n1 + s[1], n2 + s[2])) for a, (n0, n1, n2) in frontier
+                        for b, s in adjacency[a]} - seen
+            seen = seen | frontier
+        hops[i] = len(seen)
+    far = atoms_to_graph(atoms, num_interactions * r_c)["edge_index"][0].numpy()
+    return {"hops": hops, "sphere": 1 + np.bincount(far, minlength=n),
+            "neighbours": np.bincount(centre, minlength=n)}

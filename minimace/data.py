@@ -1,9 +1,10 @@
 """Datasets for training: reading labelled structures, E0s, statistics, splits and batching.
 
-MACE (Batatia et al. 2022, arXiv:2206.07697) writes the total energy as E = Σ_i (E0_{z_i} + E_i) (Eq. 13 and the
-readout): the isolated-atom energies E0 are read from the data (``config_type=IsolatedAtom``) or fitted by least
-squares, and the learned part is normalised by a per-atom energy shift and a force-RMS scale. This module
-reads extxyz (and every format ASE reads) with configurable label keys into :class:`Configuration` records,
+minimace, like the official MACE code (ScaleShiftMACE), writes the total energy as E = Σ_i (E0_{z_i} + E_i), E_i
+from the readouts of MACE Eq. 13 (Batatia et al. 2022, arXiv:2206.07697): the isolated-atom energies E0 are read
+from the data (``config_type=IsolatedAtom``) or fitted by least squares, and the learned part is normalised by a
+per-atom energy shift and a force-RMS scale. This module reads extxyz (and every format ASE reads) with configurable
+label keys into :class:`Configuration` records,
 computes those statistics, splits with a seed, and turns configurations into graphs (``minimace.graph``)
 batched by a ``torch.utils.data.DataLoader``.
 

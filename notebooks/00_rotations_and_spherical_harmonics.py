@@ -293,11 +293,33 @@ def show(l=2, m=0):
     plt.show()
     return values
 
-widgets.interact(show, l=widgets.IntSlider(value=2, min=0, max=6), m=widgets.IntSlider(value=0, min=-6, max=6));
+l_slider = widgets.IntSlider(value=2, min=0, max=6, description="l")
+m_slider = widgets.IntSlider(value=0, min=-2, max=2, description="m")
+
+def limit_m(change):
+    """-l <= m <= l: the range of m follows l (a larger |m| is clamped by the slider itself)."""
+    m_slider.min, m_slider.max = -change["new"], change["new"]
+
+l_slider.observe(limit_m, names="value")
+values = show(l_slider.value, m_slider.value)                       # the static figure (also shown when not live)
+widgets.interactive(show, l=l_slider, m=m_slider)
 
 # %% [markdown]
 # *Line ↔ equation*: `values` is $Y_{lm}$ on a $(\theta, \varphi)$ grid; the quick check below uses it to
-# verify once more the normalisation $\frac{1}{4\pi}\int Y_{lm}^2\, d\Omega = 1$ (midpoint rule, so only ~1e-2).
+# verify once more the normalisation $\frac{1}{4\pi}\int Y_{lm}^2\, d\Omega = 1$ (midpoint rule on a coarse grid, so
+# only approximately: the value is printed).
+
+# %% [markdown]
+# The $m$ slider cannot leave $[-l, l]$: lowering $l$ below $|m|$ moves $m$ with it. Check, driving the sliders from
+# code as a user would:
+
+# %%
+l_slider.value, m_slider.value = 3, -3
+l_slider.value = 1
+print("after l = 3, m = -3, then l = 1:  m =", m_slider.value, " range", (m_slider.min, m_slider.max))
+assert (m_slider.min, m_slider.max, m_slider.value) == (-1, 1, -1)
+l_slider.value = 4
+assert (m_slider.min, m_slider.max) == (-4, 4)
 
 # %%
 plt.close("all")

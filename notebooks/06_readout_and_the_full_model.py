@@ -250,11 +250,15 @@ print(f"this notebook's model (ν = {model.config['correlation']}, T = {model.co
 # The formula is a count; a measurement checks it. Write the site energy of atom $i$ as a *cluster expansion* over the
 # atoms present, $E_i(S) = \sum_{U \subseteq S} g(U)$, with $g(U) = \sum_{V \subseteq U} (-1)^{|U| - |V|} E_i(V)$
 # (`many_body_terms` evaluates $E_i$ on every subset of the neighbours). A model of body order $b$ has $g(U) = 0$ for
-# every cluster of more than $b$ atoms. On the ethanol above (all 9 atoms within $r_c$ of each other), for small
+# every cluster of more than $b$ atoms. On the ethanol above (every atom a neighbour of every other at this $r_c$:
+# checked below), for small
 # models whose last readout is made linear (`with_linear_readouts`): the largest $|g|$ per cluster size $n$.
 
 # %%
 ethanol = config.to_atoms()
+n_at = len(ethanol)
+print(f"{n_at} atoms, {batch['edge_index'].shape[1]} edges = n(n − 1): one environment")
+assert batch["edge_index"].shape[1] == n_at * (n_at - 1)
 measured = {}
 for nu, T in ((1, 1), (2, 1), (1, 2), (2, 2)):
     torch.manual_seed(0)

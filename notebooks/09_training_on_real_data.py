@@ -33,8 +33,9 @@ if "google.colab" in sys.modules:
 #
 # **Prerequisites**: notebooks 01–07 (the model), or just `minimace.MACE` as a black box.
 #
-# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697): total energy $E=\sum_i (E_{0,z_i}+E_i)$
-# (Eq. 13 and the readout), forces $-\partial E/\partial \mathbf r$, and the training details of its appendix
+# **Paper**: Batatia et al., *MACE* (NeurIPS 2022, arXiv:2206.07697 v2): total energy $E=\sum_i (E_{0,z_i}+E_i)$
+# ($E_i$ from the readouts of Eq. 13; $E_0$ as in the official code's `ScaleShiftMACE`), forces
+# $-\partial E/\partial \mathbf r$, and the training details of its appendix
 # (λ_E = 1, λ_F = 1000, AMSGrad, lr 0.01, batch 5, EMA 0.99 on rMD17).
 #
 # **Modes**: `MINIMACE_QUICK=1` (CI) trains a tiny model on the bundled GFN2-xTB set for about a minute on a CPU.
@@ -79,6 +80,7 @@ print("quick mode" if QUICK else "full mode", "on", DEVICE)
 # with $E_{0,z}$ the energy of an isolated atom of element $z$ (from the data, not learned), $\tilde E_i$ the
 # network's output, $\mu$ the mean interaction energy per atom and $s$ the RMS of the force components of the
 # training set. The sum over neighbours in Eq. 8 is divided by $\bar n$, the mean number of neighbours.
+# ($E_0$, $s$ and $\mu$ follow the official code's `ScaleShiftMACE`; the paper's Eq. 13 is the sum of the readouts.)
 
 # %%
 if QUICK:
@@ -136,9 +138,8 @@ assert untrained["E_mae_per_atom"] < 1000 * s  # within the energy scale set by 
 #
 # Energies are compared *per atom* so that large and small molecules count alike; a configuration has one
 # energy but $3N$ force components, and forces carry the shape of the energy surface, hence $\lambda_F \gg \lambda_E$
-# on rMD17. The ratio is a choice: on the bundled set of small molecules (3–9 atoms, quick mode) a short run
-# with $\lambda_E = \lambda_F = 100$ gives ~6 meV/atom instead of ~30 meV/atom with $\lambda_E = 10$, at the
-# same force error.
+# on rMD17. The ratio is a choice: the short quick-mode run on the bundled set of small molecules uses equal
+# weights for energies and forces (`TrainConfig` in section 5).
 
 # %%
 batch = batch_graphs(train_g[:5])

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from minimace.body_order import (body_order, body_order_table, many_body_terms, site_energy_on_subsets,
-                                 with_linear_readouts)
+from ase.build import molecule
+
+from minimace.body_order import (body_order, body_order_table, many_body_terms, receptive_field,
+                                 site_energy_on_subsets, with_linear_readouts)
+from minimace.datasets import bundled
+from minimace.graph import atoms_to_graph
 from minimace.model import MACE
 
 R_MAX = 5.0
@@ -64,3 +68,29 @@ def test_many_body_terms_of_a_known_function():
         return sum(pair[j] for j in others) + (0.125 if {1, 2} <= set(others) else 0.0)
     g = many_body_terms(energy, 0, [1, 2, 3])
     assert g == {1: 0.0, 2: 2.0, 3: 0.125, 4: 0.0}
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_receptive_field_is_what_the_model_depends_on(T):
+    """hops[i] = number of atoms k with ∂E_i/∂r_k ≠ 0 for a T-layer MACE (autograd), on ethanol with a short r_c."""
+    atoms, r_c = molecule("CH3CH2OH"), 1.6                    # bonds only: ethanol becomes a sparse graph
+    field = receptive_field(atoms, r_c, T)
+    torch.manual_seed(0)
+    model = MACE(r_max=r_c, num_bessel=4, max_ell=1, correlation=2, num_interactions=T, hidden_irreps="4x0e+4x1o",
+                 MLP_irreps="4x0e", radial_MLP=[8], atomic_numbers=[1, 6, 8]).double()
+    graph = atoms_to_graph(atoms, r_c)
+    S = torch.autograd.functional.jacobian(lambda p: model.node_energies(graph, p), graph["positions"])
+    depends = (S.norm(dim=-1) > 0).sum(dim=1).numpy()        # [n_atoms]
+    assert (field["hops"] == depends).all(), (field["hops"], depends)
+    assert (field["hops"] <= field["sphere"]).all()
+    if T > 1:
+        assert (field["hops"] < field["sphere"]).any()         # some atoms in the sphere are not on a chain
+
+
+def test_receptive_field_of_a_periodic_box():
+    """One layer sees exactly its r_c sphere (images included); more layers stay inside the T·r_c sphere."""
+    box = bundled("water_box", index="0:1")[0].to_atoms()
+    one = receptive_field(box, 3.0, 1)
+    assert (one["hops"] == one["sphere"]).all() and (one["hops"] == 1 + one["neighbours"]).all()
+    two = receptive_field(box, 3.0, 2)
+    assert (two["hops"] <= two["sphere"]).all() and (two["hops"] > one["hops"]).all()

@@ -15,7 +15,7 @@ from ase.md.verlet import VelocityVerlet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_train as t  # noqa: E402
 
-from minimace.calculator import MiniMACECalculator  # noqa: E402
+from minimace.calculator import MiniMACECalculator, run_nve  # noqa: E402
 from minimace.checkpoint import save_checkpoint  # noqa: E402
 
 
@@ -122,6 +122,23 @@ def test_short_md_conserves_energy(model):
     assert np.isfinite(atoms.positions).all()
     broken, _ = _md_drift(_SignFlipped(model))  # negative control: wrong forces do not conserve energy
     assert broken > 10 * drift
+
+
+def test_run_nve_fluctuations_scale_as_dt_squared(model):
+    """Velocity Verlet: halving Δt divides the energy fluctuation by about 4; wrong forces break conservation."""
+    spread = {}
+    for dt in (0.5, 0.25):
+        atoms = _ethanol(seed=1)
+        atoms.calc = MiniMACECalculator(model)
+        run = run_nve(atoms, dt, int(round(10 / dt)), temperature_K=300, seed=0)
+        assert run["time"][-1] == pytest.approx(10.0) and run["positions"].shape == (len(run["time"]), 9, 3)
+        assert np.allclose(run["total"], run["potential"] + run["kinetic"])
+        spread[dt] = np.ptp(run["total"])
+    assert 2.5 < spread[0.5] / spread[0.25] < 6, spread
+    atoms = _ethanol(seed=1)
+    atoms.calc = _SignFlipped(model)
+    broken = run_nve(atoms, 0.25, 40, temperature_K=300, seed=0)
+    assert np.ptp(broken["total"]) > 10 * spread[0.25]
 
 
 def _rss_mb() -> float:
