@@ -11,6 +11,14 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+# Colab only (does nothing elsewhere): install minimace and fetch the data of this lesson.
+import sys
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/minimace/minimace"], check=True)
+    subprocess.run(["minimace", "download", "botnet_ethanol"], check=True)
+
 # %% [markdown]
 # # 10 — Molecular dynamics with a MACE trained here
 #
