@@ -16,7 +16,8 @@
 import sys
 if "google.colab" in sys.modules:
     import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/minimace/minimace"], check=True)
+    packages = ["git+https://github.com/minimace/minimace"]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages], check=True)
     subprocess.run(["minimace", "download", "botnet_ethanol"], check=True)
 
 # %% [markdown]
