@@ -67,11 +67,13 @@ def write_mace_kernel() -> None:
 
 
 def kernel_environment() -> dict[str, str]:
-    """Environment of the kernels: quick mode, one thread, the worktree's minimace, inline plots."""
+    """Environment of the kernels: quick mode, one thread, the worktree's minimace, inline plots.
+
+    ``MINIMACE_DATA`` is passed on as it is: unset, the package finds the shared folder or the download cache.
+    """
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)  # CI sets Agg; the inline backend is what puts plots into the outputs
     env.update(MINIMACE_QUICK="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
-    env.setdefault("MINIMACE_DATA", str(ROOT.parent / "shared" / "data"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["JUPYTER_PATH"] = os.pathsep.join([str(KERNELS)] + [p for p in [env.get("JUPYTER_PATH")] if p])
     return env

@@ -164,6 +164,7 @@ def browser(tmp_path_factory):
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=executable, headless=True,
             args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 900})
         context.outside = []
+        context.set_default_timeout(120_000)  # the machine may be busy: generous, the checks stay strict
 
         def route(route):
             if urlparse(route.request.url).hostname == "127.0.0.1":
@@ -202,7 +203,7 @@ IMAGES_JS = r"""async () => {
 
 def typeset(page) -> int:
     """Wait for MathJax to finish; return the number of its output elements."""
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000)
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=120_000)
     page.evaluate("() => MathJax.startup.promise")
     return page.locator("mjx-container").count()
 
