@@ -82,9 +82,13 @@ def refresh(py: Path, url: str, check: bool = False) -> bool:
     new = with_cell(old, cell_text(packages_of(old, url), datasets_of(old)))
     ipynb = py.with_suffix(".ipynb")
     notebook = jupytext.reads(new, fmt="py:percent")
+    cell_id = CELL_ID  # a new set-up cell gets this id; an existing one keeps its own (jupytext may renew ids)
     if ipynb.exists():
-        notebook = combine_inputs_with_outputs(notebook, jupytext.read(ipynb), fmt="py:percent")
-    notebook.cells[0]["id"] = CELL_ID
+        previous = jupytext.read(ipynb)
+        notebook = combine_inputs_with_outputs(notebook, previous, fmt="py:percent")
+        if previous.cells and previous.cells[0].source.startswith(SENTINEL) and previous.cells[0].get("id"):
+            cell_id = previous.cells[0]["id"]
+    notebook.cells[0]["id"] = cell_id
     text = jupytext.writes(notebook, fmt="ipynb").rstrip("\n") + "\n"
     changed = new != old or not ipynb.exists() or ipynb.read_text() != text
     if changed and not check:
