@@ -1,4 +1,5 @@
-"""Command line: ``minimace train``, ``minimace evaluate``, ``minimace demo``, ``minimace download``.
+"""Command line: ``minimace train``, ``minimace preprocess``, ``minimace evaluate``, ``minimace demo``,
+``minimace download``.
 
 ``minimace train`` takes options as flags or from a YAML file (``--config``; flags given on the command line
 win). Defaults are the MACE paper's where it gives one (Batatia et al. 2022, arXiv:2206.07697: r_max 5 Å,
@@ -12,6 +13,8 @@ Examples
     minimace train --train-file train.xyz --valid-fraction 0.05 --test-file test.xyz --E0s isolated \\
         --E0s-file isolated_atoms.xyz --hidden-irreps 64x0e+64x1o --max-epochs 200 --run-dir runs/ethanol
     minimace train --config configs/rmd17_aspirin.yaml --restart runs/aspirin/checkpoint.pt
+    minimace preprocess --train-file big.xyz --valid-fraction 0.05 --E0s least-squares --out shards/big
+    minimace train --train-shards shards/big --max-edges-per-batch 20000 --run-dir runs/big
     minimace evaluate runs/ethanol/best.pt test.xyz --output predictions.xyz
     minimace demo
     minimace download --list
@@ -77,7 +80,12 @@ DATA_OPTIONS = [
            "training file or --E0s-file), 'least-squares' (fit E ≈ Σ n_z E0_z), 'average' (one E0 for every "
            "element: the mean energy per atom), or a JSON dict like '{\"1\": -13.6, \"8\": -2041.0}'"),
     Option("E0s_file", _optional(str), None, "file with the isolated atoms for --E0s isolated"),
+    Option("train_shards", _optional(str), None, "folder written by `minimace preprocess` (instead of --train-file): "
+           "splits, graphs and statistics are read from it, one structure at a time"),
 ]
+#: options fixed by ``minimace preprocess``: a run from shards takes them from DIR/meta.json
+PREPROCESS_OPTIONS = ("train_file", "train_index", "valid_file", "valid_fraction", "energy_key", "forces_key",
+                      "stress_key", "virials_key", "E0s", "E0s_file")
 MODEL_OPTIONS = [
     Option("r_max", float, 5.0, "cutoff radius, Å"),
     Option("num_bessel", int, 8, "number of radial Bessel functions"),
@@ -102,6 +110,8 @@ _TRAIN_HELP = {
     "swa_start": "epoch of the second stage (higher energy weight, lower lr)",
     "swa_energy_weight": "λ_E of the second stage", "swa_forces_weight": "λ_F of the second stage",
     "swa_lr": "learning rate of the second stage", "batch_size": "configurations per (global) batch",
+    "max_edges_per_batch": "form training batches by a budget of edges (global) instead of --batch-size "
+                           "structures (none: off)",
     "valid_batch_size": "configurations per evaluation batch", "max_epochs": "number of epochs",
     "time_budget": "wall-clock budget in minutes", "patience": "stop after this many evaluations without progress",
     "eval_interval": "evaluate every this many epochs", "seed": "seed of every random generator",
@@ -189,10 +199,31 @@ def resolve_options(cli: dict, config_file: Optional[str]) -> dict:
         if o.choices and value not in o.choices:
             raise ConfigError(f"option {name}={value!r} is not one of {list(o.choices)}")
         values[name] = value
-    for name in ("train_file", "valid_file", "E0s_file", "test_file", "restart"):
+    for name in ("train_file", "valid_file", "E0s_file", "test_file", "restart", "train_shards"):
         values[name] = _expand(values[name])
     _check(values, given)
+    if values["train_shards"]:
+        _check_shards(values, given)
     return values
+
+
+def _check_shards(v: dict, given: dict) -> None:
+    """A run from shards takes its data options and r_max from the preprocessed folder."""
+    from .data import DataError
+    from .shards import read_meta
+
+    fixed = [name for name in PREPROCESS_OPTIONS if name in given]
+    if fixed:
+        raise ConfigError(f"option train_shards: options {fixed} were fixed by `minimace preprocess` "
+                          f"(see {v['train_shards']}/meta.json); leave them out or preprocess again")
+    try:
+        r_max = read_meta(v["train_shards"])["r_max"]
+    except DataError as err:
+        raise ConfigError(f"option train_shards: {err}") from None
+    if "r_max" in given and v["r_max"] != r_max:
+        raise ConfigError(f"option r_max={v['r_max']} differs from the r_max={r_max} of the graphs in "
+                          f"{v['train_shards']}; preprocess again with --r-max {v['r_max']}")
+    v["r_max"] = r_max
 
 
 def _expand(path):
@@ -211,8 +242,9 @@ def _expand(path):
 def _check(v: dict, given: dict) -> None:
     from .so3 import Irreps
 
-    if not v["train_file"] and not v["restart"]:
-        raise ConfigError("option train_file is required (--train-file FILE or train_file: in the YAML file)")
+    if not v["train_file"] and not v["restart"] and not v["train_shards"]:
+        raise ConfigError("option train_file is required (--train-file FILE or train_file: in the YAML file), "
+                          "or train_shards (a folder written by `minimace preprocess`)")
     if "valid_file" in given and "valid_fraction" in given and v["valid_file"]:
         raise ConfigError("options valid_file and valid_fraction contradict each other: give one of them")
     if not 0 < v["valid_fraction"] < 1:
@@ -299,10 +331,9 @@ def _e0s(v: dict, configs: list, isolated: dict[int, float], log) -> dict[int, f
     return {z: e0s[z] for z in zs}
 
 
-def prepare_data(v: dict, log=print) -> dict:
-    """Read the files, split, compute E0s and statistics, and build the graphs."""
-    from .data import (average_num_neighbors, energy_shift_force_scale, random_split, read_configurations,
-                       split_isolated_atoms)
+def read_splits(v: dict, log=print) -> dict:
+    """Read the files, split (seeded) and find the E0s: ``train``, ``valid``, ``tests`` (configurations), ``e0s``."""
+    from .data import random_split, read_configurations, split_isolated_atoms
 
     keys = _keys(v)
     isolated, configs = split_isolated_atoms(read_configurations(v["train_file"], keys, index=v["train_index"],
@@ -315,19 +346,58 @@ def prepare_data(v: dict, log=print) -> dict:
         raise ConfigError(f"{len(train_c)} training and {len(valid_c)} validation configurations: need both")
     tests = {Path(f).stem: split_isolated_atoms(read_configurations(f, keys, required=()))[1]
              for f in v["test_file"]}
-    e0s = _e0s(v, train_c, isolated, log)
+    return {"train": train_c, "valid": valid_c, "tests": tests, "e0s": _e0s(v, train_c, isolated, log)}
+
+
+def _test_sets(v: dict, dtype) -> dict:
+    from .data import read_configurations, split_isolated_atoms
+
+    return {Path(f).stem: [c.to_graph(v["r_max"], dtype) for c in
+                           split_isolated_atoms(read_configurations(f, _keys(v), required=()))[1]]
+            for f in v["test_file"]}
+
+
+def prepare_data(v: dict, log=print) -> dict:
+    """Read the files, split, compute E0s and statistics, and build the graphs
+    (or open the shards of ``--train-shards``, which hold all of these)."""
+    from .data import average_num_neighbors, energy_shift_force_scale
+
     dtype = getattr(torch, v["dtype"])
-    graphs = lambda cs: [c.to_graph(v["r_max"], dtype) for c in cs]  # noqa: E731
-    out = {"train": graphs(train_c), "valid": graphs(valid_c), "tests": {k: graphs(c) for k, c in tests.items()},
-           "e0s": e0s, "train_names": [c.source for c in train_c]}
-    out["avg_num_neighbors"] = average_num_neighbors(out["train"])
-    shift, scale = energy_shift_force_scale(train_c, e0s)
+    if v["train_shards"]:
+        from .shards import load_prepared
+
+        out = load_prepared(v["train_shards"], dtype)
+        out["tests"].update(_test_sets(v, dtype))
+        shift, scale = out["shift"], out["force_rms"]
+    else:
+        splits = read_splits(v, log)
+        graphs = lambda cs: [c.to_graph(v["r_max"], dtype) for c in cs]  # noqa: E731
+        out = {"train": graphs(splits["train"]), "valid": graphs(splits["valid"]),
+               "tests": {k: graphs(c) for k, c in splits["tests"].items()}, "e0s": splits["e0s"],
+               "train_names": [c.source for c in splits["train"]]}
+        out["avg_num_neighbors"] = average_num_neighbors(out["train"])
+        shift, scale = energy_shift_force_scale(splits["train"], splits["e0s"])
     out["shift"], out["scale"] = shift, (scale if v["scaling"] == "rms_forces" else 1.0)
-    log(f"{len(train_c)} training, {len(valid_c)} validation configurations"
-        + "".join(f", {len(c)} in {k}" for k, c in tests.items())
+    log(f"{len(out['train'])} training, {len(out['valid'])} validation configurations"
+        + "".join(f", {len(c)} in {k}" for k, c in out["tests"].items())
         + f"; mean neighbours {out['avg_num_neighbors']:.2f}, energy shift {shift:.4f} eV/atom, "
-        f"force scale {out['scale']:.4f} eV/Å")
+        f"force scale {out['scale']:.4f} eV/Å" + (f" (from {v['train_shards']})" if v["train_shards"] else ""))
     return out
+
+
+def run_preprocess(v: dict, out: str, shard_size: int = 10_000, log=print) -> dict:
+    """``minimace preprocess``: the splits of ``minimace train`` (same options, same seed) written as shards."""
+    from .shards import write_prepared
+
+    splits = read_splits(v, log)
+    tests = {f"test_{name}": configs for name, configs in splits["tests"].items()}
+    info = {k: v[k] for k in PREPROCESS_OPTIONS + ("test_file", "seed")}
+    meta = write_prepared(out, {"train": splits["train"], "valid": splits["valid"], **tests}, v["r_max"],
+                          splits["e0s"], shard_size, info=info, log=log)
+    log(f"{out}: " + ", ".join(f"{name} {s['n_structures']} structures ({len(s['files'])} shards)"
+                               for name, s in meta["splits"].items())
+        + f"; mean neighbours {meta['avg_num_neighbors']:.2f}, r_max {meta['r_max']} Å")
+    return meta
 
 
 def build_model(v: dict, data: dict):
@@ -342,16 +412,16 @@ def build_model(v: dict, data: dict):
                 atomic_inter_shift=data["shift"])
 
 
-def _setup_distributed() -> bool:
-    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+def _setup_distributed(device: str = "auto") -> bool:
+    """Initialise torch.distributed when launched by torchrun (also with one process): NCCL for GPUs, else gloo."""
+    if "WORLD_SIZE" not in os.environ or "MASTER_ADDR" not in os.environ:
         return False
     import torch.distributed as dist
 
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if torch.cuda.is_available():
+    gpu = torch.cuda.is_available() and device != "cpu"
+    if gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend="nccl" if gpu else "gloo")
     return True
 
 
@@ -361,10 +431,14 @@ def run_train(v: dict, log=print) -> dict:
     from .model import MACE
     from .train import seed_everything, train
 
-    distributed = _setup_distributed()
+    distributed = _setup_distributed(v["device"])
     rank = int(os.environ.get("RANK", 0))
     say = log if rank == 0 else (lambda *a: None)
     try:
+        if distributed:
+            import torch.distributed as dist
+
+            say(f"distributed: {dist.get_world_size()} process(es), backend {dist.get_backend()}")
         seed_everything(v["seed"])
         data = prepare_data(v, say)
         if v["restart"]:
@@ -511,6 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     for title, options in (("data", DATA_OPTIONS), ("model", MODEL_OPTIONS), ("training", _train_options()),
                            ("run", RUN_OPTIONS)):
         _add_options(p_train.add_argument_group(title), options)
+    p_pre = sub.add_parser("preprocess", help="split a training file and write its graphs, labels and statistics "
+                           "as HDF5 shards, for `minimace train --train-shards`")
+    p_pre.add_argument("--config", help="YAML file of options (those of minimace train; the data ones are used)")
+    p_pre.add_argument("--out", required=True, help="folder for the shards and meta.json")
+    p_pre.add_argument("--shard-size", type=int, default=10_000, help="structures per shard file (default: 10000)")
+    _add_options(p_pre.add_argument_group("data"), [o for o in DATA_OPTIONS if o.name != "train_shards"]
+                 + [o for o in MODEL_OPTIONS if o.name == "r_max"]
+                 + [o for o in _train_options() if o.name == "seed"])
     p_eval = sub.add_parser("evaluate", help="errors and predictions of a model on a file")
     p_eval.add_argument("model", help="best.pt or checkpoint.pt written by minimace train")
     p_eval.add_argument("file", help="configurations (extxyz or any ASE format)")
@@ -546,6 +628,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "train":
             cli = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
             run_train(resolve_options(cli, args.config))
+        elif args.command == "preprocess":
+            cli = {k: v for k, v in vars(args).items() if k not in ("command", "config", "out", "shard_size")}
+            v = resolve_options(cli, args.config)
+            if v["train_shards"]:
+                raise ConfigError("option train_shards: preprocess reads --train-file, it does not take shards")
+            run_preprocess(v, args.out, args.shard_size)
         elif args.command == "evaluate":
             run_evaluate(args)
         elif args.command == "demo":

@@ -6,7 +6,8 @@ from the data (``config_type=IsolatedAtom``) or fitted by least squares, and the
 per-atom energy shift and a force-RMS scale. This module reads extxyz (and every format ASE reads) with configurable
 label keys into :class:`Configuration` records,
 computes those statistics, splits with a seed, and turns configurations into graphs (``minimace.graph``)
-batched by a ``torch.utils.data.DataLoader``.
+batched by a ``torch.utils.data.DataLoader``, or into batches of a bounded number of edges
+(:func:`edge_budget_batches`). Data larger than memory are preprocessed into HDF5 shards (``minimace.shards``).
 
 Units: Å, eV, eV/Å, stress eV/Å³ (ASE sign, σ = (1/V) ∂E/∂ε), virials eV (``virials = -stress * volume``).
 
@@ -45,6 +46,8 @@ __all__ = [
     "virials_to_stress",
     "GraphDataset",
     "make_loader",
+    "num_edges",
+    "edge_budget_batches",
 ]
 
 ISOLATED_ATOM_TYPES = {"isolatedatom", "isolated_atom", "isolated-atom", "e0"}
@@ -395,3 +398,69 @@ def make_loader(dataset, batch_size: int, shuffle: bool = False, seed: int = 0, 
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=batch_graphs, generator=generator, **kwargs
     )
+
+
+def num_edges(graphs) -> np.ndarray:
+    """Number of edges of each graph [S]: a list of graph dicts, or a dataset with an ``n_edges`` array
+    (``minimace.shards.ShardDataset`` reads it from its index without loading any graph)."""
+    if hasattr(graphs, "n_edges"):
+        return np.asarray(graphs.n_edges, dtype=np.int64)
+    return np.array([int(g["edge_index"].shape[1]) for g in graphs], dtype=np.int64)
+
+
+def edge_budget_batches(order, n_edges, max_edges: int, world: int = 1) -> list[list[list[int]]]:
+    """Cut ``order`` into consecutive batches of at most ``max_edges`` edges in total, split over ``world`` processes.
+
+    Memory and time of a MACE step grow with the number of edges (every edge carries φ(r_ij) and its
+    tensor product, Eq. 8), so a budget of edges bounds them where a fixed number of structures does not:
+    ten water boxes cost a hundred times ten molecules. Structures are taken in the given order
+    (the sampler's permutation); a batch is closed when the next structure would exceed the budget.
+    Every index of ``order`` lands in exactly one batch, in one process.
+
+    Parameters
+    ----------
+    order : sequence of int
+        Indices of the structures, in the order of the epoch.
+    n_edges : array_like of int
+        Number of edges of every structure (indexed by the entries of ``order``), e.g. :func:`num_edges`.
+    max_edges : int
+        Budget of the whole (global) batch, like ``batch_size`` counts the global batch. A structure with more
+        edges than the budget gets a batch of its own.
+    world : int
+        Number of processes: each batch holds at least ``world`` structures (one for each, which may exceed
+        the budget when structures are larger than ``max_edges / world``), and is split between the processes
+        so that their edges are balanced (each structure to the process with the fewest edges so far).
+        A remainder of fewer than ``world`` structures at the end joins the previous batch.
+
+    Returns
+    -------
+    list of batches, each a list of ``world`` lists of indices (the share of each process, in the given order)
+    """
+    order = [int(k) for k in order]
+    n_edges = np.asarray(n_edges)
+    if max_edges < 1:
+        raise ValueError(f"option max_edges_per_batch must be >= 1, got {max_edges}")
+    if len(order) < world:
+        raise ValueError(f"{len(order)} structures cannot be shared by {world} processes")
+    batches, current, edges = [], [], 0
+    for k in order:
+        if current and edges + n_edges[k] > max_edges and len(current) >= world:
+            batches.append(current)
+            current, edges = [], 0
+        current.append(k)
+        edges += int(n_edges[k])
+    if len(current) < world and batches:
+        batches[-1].extend(current)
+    elif current:
+        batches.append(current)
+    return [_share(batch, n_edges, world) for batch in batches]
+
+
+def _share(batch: list[int], n_edges: np.ndarray, world: int) -> list[list[int]]:
+    """Split one batch between ``world`` processes, balancing their edges; none is left empty."""
+    shares, load = [[] for _ in range(world)], [(0, 0)] * world  # load: (edges, structures)
+    for k in batch:
+        r = min(range(world), key=lambda q: load[q])
+        shares[r].append(k)
+        load[r] = (load[r][0] + int(n_edges[k]), load[r][1] + 1)
+    return shares

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import edge_budget_batches, num_edges
 from .graph import batch_graphs, to_device
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "metrics_from_predictions",
     "error_table",
     "train",
+    "epoch_batches",
     "seed_everything",
     "resolve_device",
     "resolve_dtype",
@@ -83,6 +85,9 @@ class TrainConfig:
         Epoch from which the second stage uses ``swa_energy_weight``, ``swa_forces_weight`` and ``swa_lr``.
     batch_size, valid_batch_size : int
         Configurations per *global* batch (paper: 5).
+    max_edges_per_batch : int or None
+        Form training batches by a budget of edges (global, over all processes) instead of ``batch_size``
+        structures (``minimace.data.edge_budget_batches``); the loss is the same mean over each batch.
     max_epochs : int
         Number of epochs.
     time_budget : float or None
@@ -120,6 +125,7 @@ class TrainConfig:
     swa_lr: float = 1e-3
     batch_size: int = 5
     valid_batch_size: int = 10
+    max_edges_per_batch: Optional[int] = None
     max_epochs: int = 100
     time_budget: Optional[float] = None
     patience: Optional[int] = None
@@ -151,6 +157,8 @@ class TrainConfig:
             raise ValueError(f"option ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         if self.swa_start is not None and self.swa_start < 0:
             raise ValueError(f"option swa_start must be an epoch >= 0, got {self.swa_start}")
+        if self.max_edges_per_batch is not None and self.max_edges_per_batch < 1:
+            raise ValueError(f"option max_edges_per_batch must be >= 1 (or None), got {self.max_edges_per_batch}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError(f"option time_budget must be > 0 minutes, got {self.time_budget}")
         if self.energy_weight + self.forces_weight + self.stress_weight + self.virials_weight == 0:
@@ -323,8 +331,11 @@ class _Averaged:
 # --------------------------------------------------------------------------------------------------
 
 
-def iterate_batches(graphs: list[dict], batch_size: int, indices: Optional[Iterable[int]] = None):
-    """Yield ``(indices, batch)`` of ``batch_size`` graphs in the order of ``indices`` (default: all)."""
+def iterate_batches(graphs, batch_size: int, indices: Optional[Iterable[int]] = None):
+    """Yield ``(indices, batch)`` of ``batch_size`` graphs in the order of ``indices`` (default: all).
+
+    ``graphs`` is a list of graph dicts or any dataset indexed by integers (``minimace.shards.ShardDataset``).
+    """
     indices = list(range(len(graphs)) if indices is None else indices)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start:start + batch_size]
@@ -470,30 +481,55 @@ def _make_scheduler(optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_gamma)
 
 
-def _global_counts(terms: dict, device, world: int) -> dict[str, torch.Tensor]:
-    """The counts of the whole (global) batch: summed over processes when distributed."""
-    counts = torch.tensor([float(terms.get(f"{label}_count", 0.0)) for label in LABELS], dtype=torch.float64,
-                          device=device)  # [4]
+def _global_counts(batch: dict, device, world: int) -> dict[str, torch.Tensor]:
+    """The counts of the whole (global) batch, summed over processes when distributed: B configurations,
+    3N force components, 9B stress and virial components. They count every configuration of the batch, as
+    :func:`loss_terms` does (unlabelled ones have weight 0), also where a process's share has no such label."""
+    n_graphs, n_atoms = len(batch["ptr"]) - 1, len(batch["batch"])
+    counts = torch.tensor([n_graphs, 3 * n_atoms, 9 * n_graphs, 9 * n_graphs], dtype=torch.float64,
+                          device=device)  # [4], in the order of LABELS
     if world > 1:
         dist.all_reduce(counts)
     return {f"{label}_count": counts[k].clamp(min=1.0) for k, label in enumerate(LABELS)}
 
 
-def _train_epoch(net, model, graphs, indices, config, weights, optimizer, ema, epoch, device, dtype, world,
+def epoch_batches(config: TrainConfig, n_edges: np.ndarray, epoch: int, rank: int = 0,
+                  world: int = 1) -> list[list[int]]:
+    """This process's training batches of one epoch, as lists of indices into the training set.
+
+    The order is a permutation seeded by ``config.seed + epoch`` (``DistributedSampler``), the same for every
+    process. With ``batch_size``, each process takes every ``world``-th index (the sampler pads the epoch to
+    a multiple of ``world`` by repeating a few) in batches of ``batch_size / world``. With
+    ``max_edges_per_batch``, the permutation is cut into global batches of at most that many edges and each
+    is shared between the processes (``minimace.data.edge_budget_batches``): every structure once per epoch.
+    """
+    n_train = len(n_edges)
+    if config.max_edges_per_batch is None:
+        sampler = torch.utils.data.DistributedSampler(range(n_train), num_replicas=world, rank=rank, shuffle=True,
+                                                      seed=config.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        indices, per_rank = list(sampler), config.batch_size // world
+        return [indices[start:start + per_rank] for start in range(0, len(indices), per_rank)]
+    sampler = torch.utils.data.DistributedSampler(range(n_train), num_replicas=1, rank=0, shuffle=True,
+                                                  seed=config.seed, drop_last=False)
+    sampler.set_epoch(epoch)
+    return [shares[rank] for shares in edge_budget_batches(list(sampler), n_edges, config.max_edges_per_batch, world)]
+
+
+def _train_epoch(net, model, graphs, batches, config, weights, optimizer, ema, epoch, device, dtype, world,
                  deadline, names=None):
-    """One pass over this process's share of the training set. Returns (mean loss, steps, stopped by time)."""
+    """One pass over this process's batches (lists of indices into ``graphs``).
+    Returns (mean loss, steps, stopped by time)."""
     from tqdm.auto import tqdm
 
     model.train()
-    per_rank = config.batch_size // world
-    n_batches = math.ceil(len(indices) / per_rank)
-    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not config.progress or _world()[0] > 0)
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch}", leave=False, disable=not config.progress or _world()[0] > 0)
     total, n_seen = 0.0, 0
-    for b, (chunk, batch) in enumerate(iterate_batches(graphs, per_rank, indices)):
-        batch = to_device(batch, device, dtype)
+    for b, chunk in enumerate(batches):
+        batch = to_device(batch_graphs([graphs[i] for i in chunk]), device, dtype)
         pred = net(batch, compute_forces=True, compute_stress=_needs_stress(batch), training=True)
         terms = loss_terms(pred, batch)
-        loss = weighted_loss(terms, weights, _global_counts(terms, device, world))  # this rank's share
+        loss = weighted_loss(terms, weights, _global_counts(batch, device, world))  # this rank's share
         value = loss.detach().clone()
         if world > 1:
             dist.all_reduce(value)
@@ -608,15 +644,16 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
     and learning curves.
 
     Under ``torchrun`` (``torch.distributed`` initialised) every process takes its share of each global batch
-    of ``config.batch_size`` configurations (``DistributedSampler``) and the model is wrapped in
-    ``DistributedDataParallel``; only rank 0 writes files.
+    of ``config.batch_size`` configurations, or of ``config.max_edges_per_batch`` edges (:func:`epoch_batches`),
+    and the model is wrapped in ``DistributedDataParallel`` (also for a single process); only rank 0 writes files.
 
     Parameters
     ----------
     model : torch.nn.Module
         ``model(batch, compute_forces=True, compute_stress=..., training=...)`` → dict; has ``.config``.
-    train_graphs, valid_graphs : list of dict
-        Labelled graphs (one structure each).
+    train_graphs, valid_graphs : list of dict, or datasets of them
+        Labelled graphs (one structure each): lists, or datasets read from disk on demand
+        (``minimace.shards.ShardDataset``), whose memory does not grow with their size.
     config : TrainConfig
     run_dir : path-like, optional
         Folder for checkpoints, log, tables and figures (nothing is written without it).
@@ -641,7 +678,7 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
         The loss or the gradient became NaN/inf (the last complete checkpoint is kept).
     """
     rank, world = _world()
-    if config.batch_size % world:
+    if config.batch_size % world and config.max_edges_per_batch is None:
         raise ValueError(f"option batch_size={config.batch_size} must be a multiple of the number of "
                          f"processes ({world})")
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
@@ -660,10 +697,9 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
     if scheduler_state is not None:
         scheduler.load_state_dict(scheduler_state)
     net = model
-    if world > 1:
+    if dist.is_available() and dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    sampler = torch.utils.data.DistributedSampler(range(len(train_graphs)), num_replicas=world, rank=rank,
-                                                  shuffle=True, seed=config.seed, drop_last=False)
+    n_edges = num_edges(train_graphs)  # [S], for edge-budget batches (read from the index of shards)
     deadline = time.monotonic() + 60 * config.time_budget if config.time_budget else None
     stopped, start = "max_epochs", time.monotonic()
     for epoch in range(run.epoch, config.max_epochs):
@@ -675,8 +711,8 @@ def train(model, train_graphs: list[dict], valid_graphs: list[dict], config: Tra
             log(f"epoch {epoch}: stage two (λ_E={config.swa_energy_weight}, λ_F={config.swa_forces_weight}, "
                 f"lr={config.swa_lr})")
         weights = _loss_weights(config, epoch)
-        sampler.set_epoch(epoch)
-        train_loss, steps, out_of_time = _train_epoch(net, model, train_graphs, list(sampler), config, weights,
+        batches = epoch_batches(config, n_edges, epoch, rank, world)
+        train_loss, steps, out_of_time = _train_epoch(net, model, train_graphs, batches, config, weights,
                                                       optimizer, ema, epoch, device, dtype, world, deadline,
                                                       train_names)
         row = {"epoch": epoch, "steps": steps, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss}
