@@ -33,19 +33,22 @@ atoms, slow for large periodic cells.
 
 from __future__ import annotations
 
-import itertools
 import math
+import os
+import pickle
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from ase.calculators.calculator import Calculator, all_changes
 
 from .radial import BesselBasis, PolynomialCutoff
 from .so3 import spherical_harmonics
 from .symmetric import coupling_block
 
-__all__ = ["ACEBasis", "LinearACE", "design_matrix", "mae_report", "fit_rmd17"]
+__all__ = ["ACEBasis", "LinearACE", "ACECalculator", "design_matrix", "design_matrix_jvp", "mae_report", "fit_rmd17", "load_protocol",
+           "agnesi", "gegenbauer", "bond_lengths"]
 
 
 @dataclass
@@ -57,9 +60,10 @@ class _Group:
     channels: list = field(default_factory=list)  # one tuple (k_1, ..., k_ν) per member
 
 
-def _label_multisets(labels, nu, max_degree):
+def _label_multisets(labels, nu, max_degree, degree):
     """Sorted ν-multisets of label indices with Σ degree <= max_degree (labels sorted by degree)."""
-    degrees = [n + 1 + l for n, _, l in labels]
+    degrees = [degree(v) for v in labels]
+    budget0 = max_degree + 1e-9  # degrees may be fractions (l / l_weight): compare with a tolerance
 
     def extend(prefix, start, budget):
         if len(prefix) == nu:
@@ -70,7 +74,39 @@ def _label_multisets(labels, nu, max_degree):
                 break
             yield from extend(prefix + [a], a, budget - degrees[a])
 
-    return extend([], 0, max_degree)
+    return extend([], 0, budget0)
+
+
+def bond_lengths(atomic_numbers) -> np.ndarray:
+    """Typical bond lengths r_0(z, z') = r_cov(z) + r_cov(z') (Å, ASE's covalent radii): [n_el, n_el]."""
+    from ase.data import covalent_radii
+
+    r = np.array([covalent_radii[int(z)] for z in atomic_numbers])
+    return r[:, None] + r[None, :]
+
+
+def agnesi(r: torch.Tensor, r_0: torch.Tensor, p: int = 2, q: int = 4, a: float = 1.0) -> torch.Tensor:
+    """Generalised Agnesi distance transform y(r) = 1 / (1 + a s^q / (1 + s^(q-p))), s = r / r_0.
+
+    y(0) = 1 and y falls like s^-p far from r_0 and is flat (s^q) near r = 0: the transformed
+    coordinate spends its resolution around the bond length r_0, where the energy changes fastest.
+    """
+    s = r / r_0
+    return 1.0 / (1.0 + a * s**q / (1.0 + s ** (q - p)))
+
+
+def gegenbauer(x: torch.Tensor, n_max: int, lam: float) -> torch.Tensor:
+    """Orthonormal Gegenbauer polynomials Ĉ_n^λ(x), n < n_max, weight (1 − x²)^(λ − 1/2) on [−1, 1].
+
+    Recursion n C_n = 2x (n + λ − 1) C_{n−1} − (n + 2λ − 2) C_{n−2}, then divided by the norm
+    h_n = π 2^(1−2λ) Γ(n + 2λ) / (n! (n + λ) Γ(λ)²).  ``x`` [...] -> [..., n_max].
+    """
+    C = [torch.ones_like(x), 2.0 * lam * x]
+    for n in range(2, n_max):
+        C.append((2.0 * x * (n + lam - 1.0) * C[-1] - (n + 2.0 * lam - 2.0) * C[-2]) / n)
+    log_h = [math.log(math.pi) + (1 - 2 * lam) * math.log(2) + math.lgamma(n + 2 * lam) - math.lgamma(n + 1)
+             - math.log(n + lam) - 2 * math.lgamma(lam) for n in range(n_max)]
+    return torch.stack([c * math.exp(-0.5 * h) for c, h in zip(C[:n_max], log_h)], dim=-1)
 
 
 class ACEBasis(torch.nn.Module):
@@ -83,44 +119,65 @@ class ACEBasis(torch.nn.Module):
     r_max : float
         Cutoff radius (Å), one for all orders.
     n_max : int
-        Number of radial functions R_n (Bessel × envelope).
+        Number of radial functions R_n.
     l_max : int
         Largest degree of the spherical harmonics.
-    max_degree : sequence of int
-        ``max_degree[ν-1]`` bounds Σ_ξ (n_ξ + 1 + l_ξ) of the B-functions of order ν; its length is the
-        largest correlation order.
+    max_degree : sequence of float
+        ``max_degree[ν-1]`` bounds the total degree Σ_ξ (n_ξ + 1 + l_ξ / l_weight) of the B-functions of
+        order ν; its length is the largest correlation order ν (body order ν + 1).
     num_polynomial_cutoff : int
-        Order p of the envelope.
+        Order p of the envelope of ``radial="bessel"``/``"chebyshev"``.
     radial : str
-        ``"bessel"``: R_n = j_n(r) f_p(r) (MACE's radial features, ``radial.py``); ``"chebyshev"``:
-        R_n = T_{n}(x(r)) f_p(r), Chebyshev polynomials of a distance transform
-        y = 1 / (1 + (r / r_0)²) mapped to x ∈ [-1, 1] on [0, r_max], which puts more resolution at bond
-        lengths (the usual choice of linear ACE codes, with ``r_0`` about a bond length).
-    r_0 : float
-        Scale of the distance transform (Å), for ``radial="chebyshev"``.
+        ``"bessel"``: R_n = j_n(r) f_p(r) (MACE's radial features, ``radial.py``);
+        ``"chebyshev"``: R_n = T_n(x(r)) f_p(r), Chebyshev polynomials of y = 1 / (1 + (r / r_0)²) mapped to
+        x ∈ [-1, 1] on [0, r_max];
+        ``"agnesi"`` (linear-ACE codes, ACE1/ACEpotentials): R_n^{z_i z_j}(r) = Ĉ_n(x) (1 − x²)²,
+        orthonormal Gegenbauer polynomials of x ∈ [-1, 1], the generalised Agnesi transform
+        (:func:`agnesi`, powers ``agnesi_pq``) of r / r_0(z_i, z_j) rescaled so that x(0) = 1 and
+        x(r_max) = −1. The envelope (1 − x²)² makes R_n and its derivative vanish at the cutoff; the weight
+        of Ĉ_n is the envelope squared, so the R_n are orthonormal in x.
+    r_0 : float or None
+        Scale of the distance transform (Å). For ``"agnesi"`` ``None`` (the default there) means one r_0 per
+        element pair, the bond length of :func:`bond_lengths`.
+    l_weight : float
+        Weight w_L of the angular degree in the total degree n + 1 + l / w_L (1: the historic
+        n + 1 + l; the linear-ACE default is 1.5, which lets l grow further than n).
+    agnesi_pq : tuple of int
+        Powers (p, q) of the Agnesi transform.
     """
 
     def __init__(self, atomic_numbers, r_max=5.0, n_max=8, l_max=3, max_degree=(8, 10, 8), num_polynomial_cutoff=5,
-                 radial="bessel", r_0=1.0):
+                 radial="bessel", r_0=1.0, l_weight=1.0, agnesi_pq=(2, 4)):
         super().__init__()
-        if radial not in ("bessel", "chebyshev"):
-            raise ValueError(f"radial must be 'bessel' or 'chebyshev', got {radial!r}")
-        self.radial, self.r_0 = radial, float(r_0)
+        if radial not in ("bessel", "chebyshev", "agnesi"):
+            raise ValueError(f"radial must be 'bessel', 'chebyshev' or 'agnesi', got {radial!r}")
+        if r_0 is None and radial != "agnesi":
+            raise ValueError(f"r_0=None (bond lengths per element pair) needs radial='agnesi', got {radial!r}")
+        self.config = dict(atomic_numbers=[int(z) for z in atomic_numbers], r_max=float(r_max), n_max=int(n_max),
+                           l_max=int(l_max), max_degree=[float(m) for m in max_degree],
+                           num_polynomial_cutoff=int(num_polynomial_cutoff), radial=radial,
+                           r_0=None if r_0 is None else float(r_0), l_weight=float(l_weight),
+                           agnesi_pq=[int(agnesi_pq[0]), int(agnesi_pq[1])])
+        self.radial, self.r_0 = radial, None if r_0 is None else float(r_0)
         self.atomic_numbers = [int(z) for z in atomic_numbers]
         self.r_max, self.n_max, self.l_max = float(r_max), int(n_max), int(l_max)
-        self.max_degree = tuple(int(m) for m in max_degree)
+        self.max_degree = tuple(float(m) for m in max_degree)
+        self.l_weight, self.agnesi_pq = float(l_weight), tuple(int(p) for p in agnesi_pq)
         self.bessel = BesselBasis(r_max, n_max)
         self.cutoff = PolynomialCutoff(r_max, num_polynomial_cutoff)
         self.register_buffer("z_to_index", torch.full((max(self.atomic_numbers) + 1,), -1, dtype=torch.long))
         self.z_to_index[self.atomic_numbers] = torch.arange(len(self.atomic_numbers))
         n_el = len(self.atomic_numbers)
+        r0 = bond_lengths(self.atomic_numbers) if r_0 is None else np.full((n_el, n_el), float(r_0))
+        self.register_buffer("pair_r_0", torch.tensor(r0, dtype=torch.float64))  # [n_el, n_el] (Å)
+        degree = self.label_degree
         labels = sorted(
             ((n, e, l) for n in range(n_max) for e in range(n_el) for l in range(l_max + 1)),
-            key=lambda v: (v[0] + 1 + v[2], v),
+            key=lambda v: (degree(v), v),
         )
         self.groups: dict[tuple, _Group] = {}
         for nu, budget in enumerate(self.max_degree, start=1):
-            for multiset in _label_multisets(labels, nu, budget):
+            for multiset in _label_multisets(labels, nu, budget, degree):
                 vs = [labels[a] for a in multiset]
                 ls = tuple(l for _, _, l in vs)
                 if sum(ls) % 2:  # natural parity: invariants need an even Σl
@@ -137,6 +194,11 @@ class ACEBasis(torch.nn.Module):
         self.sizes = [g.coupling.shape[0] * len(g.channels) for g in self.groups.values()]
         self.num_basis = 1 + sum(self.sizes)  # the constant (ν = 0) first
 
+    def label_degree(self, label) -> float:
+        """Degree n + 1 + l / l_weight of a one-particle label (n, z, l)."""
+        n, _, l = label
+        return n + 1 + l / self.l_weight
+
     def counts(self) -> dict[int, int]:
         """Number of B-functions of each correlation order ν (ν = 0: the constant)."""
         out = {0: 1}
@@ -144,10 +206,51 @@ class ACEBasis(torch.nn.Module):
             out[len(ls)] = out.get(len(ls), 0) + size
         return out
 
-    def radial_functions(self, lengths: torch.Tensor) -> torch.Tensor:
-        """R_n(r) of the one-particle basis: ``lengths`` [n_edges, 1] -> [n_edges, n_max]."""
+    def column_orders_and_degrees(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Correlation order ν and total degree Σ_ξ (n_ξ + 1 + l_ξ / l_weight) of every B-function: 2 × [num_basis]."""
+        n_el = len(self.atomic_numbers)
+        orders, degrees = [torch.zeros(1)], [torch.zeros(1)]
+        for group in self.groups.values():
+            n_inv = group.coupling.shape[0]
+            deg = [sum(self.label_degree((k // n_el, 0, l)) for k, l in zip(ch, group.ls)) for ch in group.channels]
+            degrees.append(torch.tensor(deg, dtype=torch.float64).repeat_interleave(n_inv))
+            orders.append(torch.full((len(deg) * n_inv,), float(len(group.ls))))
+        return torch.cat(orders).long(), torch.cat(degrees).double()
+
+    def smoothness(self, p: float = 4.0) -> torch.Tensor:
+        """Algebraic smoothness weights γ_η = Σ_ξ ((n_ξ + 1)^p + (l_ξ / l_weight)^p) of the B-functions.
+
+        The prior of ACEpotentials' ``algebraic_smoothness_prior``: a regularisation λ Σ_η γ_η² c_η² that
+        grows with the degree favours smooth potentials (high n, l resolve fine detail). The constant gets 1.
+        Returns ``[num_basis]`` in the column order of :meth:`forward`.
+        """
+        n_el = len(self.atomic_numbers)
+        out = [torch.ones(1, dtype=torch.float64)]
+        for group in self.groups.values():
+            n_inv = group.coupling.shape[0]
+            gamma = [sum((k // n_el + 1) ** p + (l / self.l_weight) ** p for k, l in zip(ch, group.ls))
+                     for ch in group.channels]  # one per member
+            out.append(torch.tensor(gamma, dtype=torch.float64).repeat_interleave(n_inv))
+        return torch.cat(out)
+
+    def radial_functions(self, lengths: torch.Tensor, r_0=None) -> torch.Tensor:
+        """R_n(r) of the one-particle basis: ``lengths`` [n_edges, 1] -> [n_edges, n_max].
+
+        ``r_0`` [n_edges, 1]: the transform scale of each edge (``radial="agnesi"``; default ``self.r_0`` or the
+        bond length of the first element pair).
+        """
         if self.radial == "bessel":
             return self.bessel(lengths) * self.cutoff(lengths)
+        if self.radial == "agnesi":
+            if r_0 is None:
+                r_0 = self.r_0 if self.r_0 is not None else float(self.pair_r_0[0, 0])
+            r_0 = torch.as_tensor(r_0, dtype=lengths.dtype)
+            p, q = self.agnesi_pq
+            y = agnesi(lengths, r_0, p, q)  # (y_c, 1]
+            y_c = agnesi(torch.full_like(lengths, self.r_max), r_0, p, q)
+            x = 1.0 - 2.0 * (1.0 - y) / (1.0 - y_c)  # x(0) = 1, x(r_max) = -1
+            inside = (lengths < self.r_max).to(lengths.dtype)
+            return gegenbauer(x[..., 0], self.n_max, 4.5) * ((1.0 - x * x) ** 2 * inside)  # [n_edges, n_max]
         y = 1.0 / (1.0 + (lengths / self.r_0) ** 2)  # (y_min, 1] on [0, r_max)
         y_min = 1.0 / (1.0 + (self.r_max / self.r_0) ** 2)
         x = 2.0 * (y - y_min) / (1.0 - y_min) - 1.0  # [-1, 1]
@@ -156,18 +259,49 @@ class ACEBasis(torch.nn.Module):
             T.append(2.0 * x * T[-1] - T[-2])  # Chebyshev recursion T_{n+1} = 2x T_n - T_{n-1}
         return torch.cat(T[: self.n_max], dim=-1) * self.cutoff(lengths)  # [n_edges, n_max]
 
+    def edge_basis(self, vectors, species_i, species_j) -> torch.Tensor:
+        """One-particle basis φ_{(n, z), lm}(r_ij) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} of every edge (Eq. 7).
+
+        ``vectors`` [n_edges, 3] (r_j − r_i + shift), element indices of the centre and the neighbour
+        [n_edges] -> [n_edges, n_max * n_elements, (l_max + 1)²], channel k = n * n_elements + z_j.
+        """
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)  # [n_edges, 1]
+        r_0 = self.pair_r_0.to(lengths.dtype)[species_i, species_j][:, None]  # [n_edges, 1]
+        radial = self.radial_functions(lengths, r_0)  # [n_edges, n_max]
+        Y = spherical_harmonics(self.l_max, vectors, normalize=True)  # [n_edges, d]
+        onehot = torch.nn.functional.one_hot(species_j, len(self.atomic_numbers)).to(Y.dtype)
+        phi = radial[:, :, None, None] * onehot[:, None, :, None] * Y[:, None, None, :]
+        return phi.reshape(len(vectors), -1, Y.shape[-1])  # [n_edges, n_max * n_el, d]
+
     def atomic_basis(self, positions, atomic_numbers, edge_index, shifts) -> torch.Tensor:
         """A_{i, (n, z), lm} = Σ_j R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} (Eq. 8): [n_atoms, n_max * n_elements, d]."""
         i, j = edge_index
         vectors = positions[j] - positions[i] + shifts  # [n_edges, 3]
-        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)  # [n_edges, 1]
-        radial = self.radial_functions(lengths)  # [n_edges, n_max]
-        Y = spherical_harmonics(self.l_max, vectors, normalize=True)  # [n_edges, d]
-        onehot = torch.nn.functional.one_hot(self.z_to_index[atomic_numbers[j]], len(self.atomic_numbers))
-        phi = radial[:, :, None, None] * onehot[:, None, :, None].to(Y.dtype) * Y[:, None, None, :]
-        phi = phi.reshape(len(j), -1, Y.shape[-1])  # [n_edges, n_max * n_el, d], channel k = n * n_el + z
+        species = self.z_to_index[atomic_numbers]  # [n_atoms]
+        phi = self.edge_basis(vectors, species[i], species[j])  # [n_edges, K, d]
         A = torch.zeros((positions.shape[0],) + phi.shape[1:], dtype=phi.dtype, device=phi.device)
         return A.index_add(0, i, phi)  # [n_atoms, K, d]
+
+    def group_partials(self, group: _Group, A: torch.Tensor):
+        """B-functions of one group and their derivatives with respect to each factor A_{v_ξ}.
+
+        B_{i,fq} = Σ_m C_{q, m_1..m_ν} Π_ξ A_{i, v_ξ(f), l_ξ m_ξ}; the partial P_ξ = ∂B/∂A_{v_ξ} is the same
+        contraction with factor ξ left out. Returns B [n_atoms, n_f, n_inv] and P_ξ [n_atoms, n_f, n_inv, 2l_ξ+1].
+        """
+        channels = torch.tensor(group.channels, device=A.device)  # [n_f, ν]
+        C = group.coupling.to(A.dtype)  # [n_inv, 2l_1+1, ..., 2l_ν+1]
+        a = [A[:, channels[:, xi], l * l : (l + 1) ** 2] for xi, l in enumerate(group.ls)]  # [n_atoms, n_f, 2l+1]
+        letters = "abcdeg"[: len(group.ls)]
+        partials = []
+        for xi in range(len(group.ls)):
+            others = [k for k in range(len(group.ls)) if k != xi]
+            if not others:  # ν = 1: B = C A, ∂B/∂A = C
+                partials.append(C.expand(a[0].shape[:2] + C.shape))
+                continue
+            spec = "q" + letters + "".join(",nf" + letters[k] for k in others) + "->nfq" + letters[xi]
+            partials.append(torch.einsum(spec, C, *[a[k] for k in others]))  # [n_atoms, n_f, n_inv, 2l_ξ+1]
+        B = torch.einsum("nfqm,nfm->nfq", partials[-1], a[-1])
+        return B, partials
 
     def forward(self, positions, atomic_numbers, edge_index, shifts) -> torch.Tensor:
         """B-functions of every atom: [n_atoms, num_basis] (column 0 is the constant 1)."""
@@ -187,8 +321,64 @@ class ACEBasis(torch.nn.Module):
         return torch.cat(out, dim=1)  # [n_atoms, num_basis]
 
 
-def design_matrix(basis: ACEBasis, batch: dict, forces: bool):
-    """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch."""
+def design_matrix(basis: ACEBasis, batch: dict, forces: bool, edge_chunk: int = 4096):
+    """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch.
+
+    X_{g, (z, η)} = Σ_{i ∈ g, z_i = z} B_{i,η}. The force rows use the product rule instead of one derivative
+    pass per coordinate: with T_e = ∂B_i/∂r_ij = Σ_ξ Σ_m P_ξ[i, m] ∂φ_{v_ξ, l_ξ m}(r_ij)/∂r_ij for each edge
+    e = (i → j) (P_ξ from :meth:`ACEBasis.group_partials`), atom j receives ∂B_i/∂r_j = T_e and atom i
+    ∂B_i/∂r_i = −T_e. The cost is a few B evaluations, not 3 N of them (:func:`design_matrix_jvp` is the
+    automatic-differentiation reference).
+    """
+    species = basis.z_to_index[batch["atomic_numbers"]]  # [N]
+    n_graphs, n_el, n_atoms = len(batch["ptr"]) - 1, len(basis.atomic_numbers), len(species)
+    owner = batch["batch"] * n_el + species  # [N]: (graph, centre element) slot
+    if not forces:
+        B = basis(batch["positions"], batch["atomic_numbers"], batch["edge_index"], batch["shifts"])
+        return B.new_zeros(n_graphs * n_el, B.shape[1]).index_add(0, owner, B).reshape(n_graphs, -1), None
+    positions = batch["positions"]
+    i, j = batch["edge_index"]
+    vectors = positions[j] - positions[i] + batch["shifts"]  # [E, 3]
+
+    def phi_of(v):
+        return basis.edge_basis(v, species[i], species[j])  # [E, K, d]
+
+    # every edge's φ depends on its own vector only: one tangent e_α on all edges gives ∂φ_e/∂r_ij,α
+    units = torch.eye(3, dtype=positions.dtype)[:, None, :].expand(3, len(i), 3)  # [α, E, 3]
+    phi, dphi = torch.func.vmap(lambda t: torch.func.jvp(phi_of, (vectors,), (t,)), out_dims=(None, 0))(units)
+    dphi = dphi.permute(1, 2, 3, 0)  # [E, K, d, α]
+    A = torch.zeros((n_atoms,) + phi.shape[1:], dtype=phi.dtype).index_add(0, i, phi)  # [N, K, d]
+    B_cols = [A.new_ones(n_atoms, 1)]
+    J = A.new_zeros(n_atoms, n_el, basis.num_basis, 3)  # −∂X/∂r_a, by atom a, centre element slot and column
+    column = 1  # the constant has no derivative
+    for group in basis.groups.values():
+        B, partials = basis.group_partials(group, A)  # [N, n_f, n_inv], [N, n_f, n_inv, 2l_ξ+1]
+        width = B.shape[1] * B.shape[2]
+        B_cols.append(B.reshape(n_atoms, width))
+        channels = torch.tensor(group.channels)  # [n_f, ν]
+        block = A.new_zeros(n_atoms, n_el, width, 3)
+        for start in range(0, len(i), edge_chunk):
+            e = slice(start, start + edge_chunk)
+            T = 0.0
+            for xi, (P, l) in enumerate(zip(partials, group.ls)):
+                g = dphi[e][:, channels[:, xi], l * l : (l + 1) ** 2]  # [e, n_f, 2l+1, α]
+                T = T + torch.einsum("efqm,efma->efqa", P[i[e]], g)  # ∂B_i/∂r_ij [e, n_f, n_inv, α]
+            T = T.reshape(-1, width, 3)
+            block.index_put_((j[e], species[i[e]]), -T, accumulate=True)  # J = −∂X/∂r_j
+            block.index_put_((i[e], species[i[e]]), T, accumulate=True)  # −∂X/∂r_i = +T
+        J[:, :, column : column + width] = block
+        column += width
+    B = torch.cat(B_cols, dim=1)  # [N, num_basis]
+    X = B.new_zeros(n_graphs * n_el, B.shape[1]).index_add(0, owner, B).reshape(n_graphs, -1)
+    return X, J.permute(0, 3, 1, 2).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
+
+
+def design_matrix_jvp(basis: ACEBasis, batch: dict, forces: bool, chunk_size: int = 9):
+    """:func:`design_matrix` by automatic differentiation: the reference the product-rule version is tested against.
+
+    The force rows are forward-mode derivatives (``torch.func.jvp``), one tangent per Cartesian coordinate of
+    atom a of every graph at once, ``chunk_size`` tangents vectorised together (``torch.func.vmap``).
+    """
     species = basis.z_to_index[batch["atomic_numbers"]]  # [N]
     n_graphs, n_el = len(batch["ptr"]) - 1, len(basis.atomic_numbers)
     owner = batch["batch"] * n_el + species  # [N]: (graph, centre element) slot
@@ -203,20 +393,27 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool):
         return energy_features(positions), None
     n_atoms = batch["ptr"][1:] - batch["ptr"][:-1]  # [B]
     local = torch.arange(len(positions)) - batch["ptr"][batch["batch"]]  # index of each atom in its graph
-    rows = []
-    for a in range(int(n_atoms.max())):  # perturb atom a of every graph at once
-        for alpha in range(3):
-            tangent = torch.zeros_like(positions)
-            tangent[local == a, alpha] = 1.0
-            X, dX = torch.func.jvp(energy_features, (positions,), (tangent,))  # dX [B, n_feat]
-            rows.append(dX)
-    dX = torch.stack(rows).reshape(int(n_atoms.max()), 3, n_graphs, -1)  # [a, α, B, n_feat]
+    m = int(n_atoms.max())
+    tangents = torch.zeros(m, 3, *positions.shape, dtype=positions.dtype)  # [a, α, N, 3]: atom a of every graph
+    for alpha in range(3):
+        tangents[local, alpha, torch.arange(len(positions)), alpha] = 1.0
+    tangents = tangents.reshape(3 * m, *positions.shape)
+
+    def derivative(tangent):
+        return torch.func.jvp(energy_features, (positions,), (tangent,))[1]  # [B, n_feat]
+
+    dX = torch.func.vmap(derivative, chunk_size=chunk_size)(tangents)  # [3m, B, n_feat], tangents batched
+    X = energy_features(positions)
+    dX = dX.reshape(m, 3, n_graphs, -1)  # [a, α, B, n_feat]
     J = -dX[local, :, batch["batch"]]  # [N, 3, n_feat]: atom t is atom local[t] of graph batch[t]
     return X, J
 
 
+PRIORS = ("smoothness", "ridge", "scaled_smoothness")
+
+
 class LinearACE:
-    """Linear ACE potential: E = Σ_i (E0_{z_i} + Σ_η c_{z_i,η} B_{i,η}), ridge fit on energies and forces.
+    """Linear ACE potential: E = Σ_i (E0_{z_i} + Σ_η c_{z_i,η} B_{i,η}), fitted on energies and forces.
 
     Parameters
     ----------
@@ -225,7 +422,7 @@ class LinearACE:
     e0s : dict[int, float], optional
         Isolated-atom energies E0_z (eV); zero when not given (the constant B-function fits them).
     **basis_kwargs
-        Passed to :class:`ACEBasis` (``r_max``, ``n_max``, ``l_max``, ``max_degree``, ...).
+        Passed to :class:`ACEBasis` (``r_max``, ``n_max``, ``l_max``, ``max_degree``, ``radial``, ...).
 
     Attributes
     ----------
@@ -245,22 +442,117 @@ class LinearACE:
         e0 = torch.tensor([self.e0s.get(int(z), 0.0) for z in batch["atomic_numbers"]], dtype=torch.float64)
         return torch.zeros(len(batch["ptr"]) - 1, dtype=torch.float64).index_add(0, batch["batch"], e0)  # [B]
 
-    def _rows(self, graphs, energy_weight, forces_weight, batch_size=50):
-        """Yield weighted least-squares rows (matrix, target) batch by batch."""
+    def _blocks(self, graphs, batch_size=50):
+        """Per batch: energy rows X / sqrt(n_atoms) [B, n_feat] with targets (E − ΣE0) / sqrt(n_atoms) [B],
+        and force rows J [3N, n_feat] with targets F [3N]."""
         from .graph import batch_graphs
 
         for start in range(0, len(graphs), batch_size):
             batch = batch_graphs(graphs[start : start + batch_size])
             X, J = design_matrix(self.basis, batch, forces=True)
-            n_atoms = (batch["ptr"][1:] - batch["ptr"][:-1]).to(torch.float64)  # [B]
-            w_e = energy_weight / n_atoms.sqrt()  # energy rows: per-atom-like weight
-            y_e = batch["energy"] - self._e0(batch)
-            rows = torch.cat([X * w_e[:, None], forces_weight * J.reshape(-1, X.shape[1])])
-            target = torch.cat([y_e * w_e, forces_weight * batch["forces"].reshape(-1)])
-            yield rows, target, (X, J, batch)
+            root_n = (batch["ptr"][1:] - batch["ptr"][:-1]).to(torch.float64).sqrt()  # [B]
+            y_e = (batch["energy"] - self._e0(batch)) / root_n
+            yield X / root_n[:, None], y_e, J.reshape(-1, X.shape[1]), batch["forces"].reshape(-1)
 
-    def fit(self, train_graphs, valid_graphs, energy_weight=30.0, forces_weight=1.0, lambdas=None, batch_size=50):
-        """Ridge least squares on energies and forces; λ chosen by the validation error.
+    def _rows(self, graphs, energy_weight, forces_weight, batch_size=50):
+        """Yield weighted least-squares rows (matrix, target) batch by batch."""
+        for X, y_e, J, y_f in self._blocks(graphs, batch_size):
+            yield torch.cat([energy_weight * X, forces_weight * J]), torch.cat([energy_weight * y_e, forces_weight * y_f]), None
+
+    def normal_equations(self, graphs, batch_size=50) -> dict:
+        """Normal matrices of the energy and force rows, accumulated batch by batch (never the whole design matrix).
+
+        Returns ``{"GE", "bE", "GF", "bF"}``: G_E = Σ X^T X / n_atoms, b_E = Σ X^T (E − ΣE0) / n_atoms over the
+        configurations, G_F = Σ J^T J, b_F = Σ J^T F over the force components ([n_feat, n_feat] and [n_feat]).
+        With weights w_E, w_F the weighted problem is G = w_E² G_E + w_F² G_F, b = w_E² b_E + w_F² b_F.
+        """
+        out = None
+        for X, y_e, J, y_f in self._blocks(graphs, batch_size):
+            parts = {"GE": X.T @ X, "bE": X.T @ y_e, "GF": J.T @ J, "bF": J.T @ y_f}
+            if out is None:
+                out = parts
+            else:
+                for key, value in parts.items():
+                    out[key] += value
+        return out
+
+    def validation_rows(self, graphs, batch_size=50) -> dict:
+        """The validation design matrix (energy rows / sqrt(n_atoms), force rows) and targets, concatenated."""
+        blocks = list(self._blocks(graphs, batch_size))
+        return {key: torch.cat([b[k] for b in blocks]) for k, key in enumerate(("XE", "yE", "XF", "yF"))}
+
+    def regulariser(self, normal: dict, prior: str = "smoothness", prior_p: float = 4.0, columns=None) -> torch.Tensor:
+        """Diagonal Γ² of the penalty λ Σ Γ²_η c_η² ([n_feat]), scaled so that λ is relative to mean(diag G).
+
+        ``"smoothness"``: Γ_η ∝ γ_η (:meth:`ACEBasis.smoothness`), the features in their own units;
+        ``"ridge"``: Γ²_η = G_ηη (ridge on unit-normalised columns); ``"scaled_smoothness"``: Γ²_η = G_ηη γ²_η.
+        ``columns``: boolean mask of the features that ``normal`` holds (a sub-basis), default all.
+        """
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        diag = (normal["GE"] + normal["GF"]).diagonal()
+        gamma2 = self.basis.smoothness(prior_p).repeat(len(self.basis.atomic_numbers)) ** 2  # [n_feat]
+        if columns is not None:
+            gamma2 = gamma2[columns]
+        if prior == "ridge":
+            reg = diag.clone()
+        elif prior == "smoothness":
+            reg = gamma2
+        else:
+            reg = diag * gamma2
+        used = diag > 0
+        reg = reg / reg[used].mean() * diag[used].mean()
+        reg[~used] = diag[used].mean()  # unused columns (absent elements): kept at zero by the penalty
+        return reg
+
+    def solve(self, normal, valid, energy_weight=30.0, forces_weight=1.0, lambdas=None, prior="smoothness",
+              prior_p=4.0, columns=None, return_all=False):
+        """Coefficients for every λ by a Cholesky factorisation of (G + λ Γ²), λ chosen on the validation rows.
+
+        The matrix is symmetrically scaled to unit diagonal before the factorisation (a Jacobi
+        preconditioner: the solution is unchanged and the factorisation is accurate); a λ for which it is
+        not positive definite in floating point is skipped. The validation loss is the weighted squared
+        residual of the validation configurations, the same loss as the fit. ``columns``: see
+        :meth:`regulariser`; ``return_all``: also return the solution of every λ (``info["solutions"]``).
+        """
+        lambdas = [float(lam) for lam in (lambdas if lambdas is not None else 10.0 ** np.arange(-12.0, -1.0))]
+        we2, wf2 = energy_weight**2, forces_weight**2
+        G = we2 * normal["GE"] + wf2 * normal["GF"]
+        b = we2 * normal["bE"] + wf2 * normal["bF"]
+        reg = self.regulariser({"GE": we2 * normal["GE"], "GF": wf2 * normal["GF"]}, prior, prior_p, columns)
+        scores, errors, solutions = [], [], []
+        for lam in lambdas:
+            M = G + lam * torch.diag(reg)
+            d = M.diagonal().sqrt()
+            M /= d[:, None]
+            M /= d[None, :]
+            L, info = torch.linalg.cholesky_ex(M)
+            del M
+            if int(info) != 0:
+                scores.append(float("inf"))
+                errors.append(None)
+                solutions.append(None)
+                continue
+            c = torch.cholesky_solve((b / d)[:, None], L)[:, 0] / d
+            del L
+            rE, rF = valid["XE"] @ c - valid["yE"], valid["XF"] @ c - valid["yF"]
+            scores.append(we2 * float((rE**2).sum()) + wf2 * float((rF**2).sum()))
+            errors.append({"E_rmse_meV_per_sqrt_atom": 1000 * float(rE.pow(2).mean().sqrt()),
+                           "F_rmse_meV_per_A": 1000 * float(rF.pow(2).mean().sqrt())})
+            solutions.append(c)
+        if all(s == float("inf") for s in scores):
+            raise RuntimeError("the normal matrix is not positive definite for any λ tried; use larger lambdas")
+        best = int(np.argmin(scores))
+        extra = {"solutions": dict(zip(lambdas, solutions))} if return_all else {}
+        return solutions[best], {**extra, "lambda": lambdas[best], "validation_loss": dict(zip(lambdas, scores)),
+                                 "validation_errors": dict(zip(lambdas, errors)), "prior": prior,
+                                 "prior_p": float(prior_p), "energy_weight": energy_weight, "forces_weight": forces_weight}
+
+    def fit(self, train_graphs, valid_graphs, energy_weight=30.0, forces_weight=1.0, lambdas=None, batch_size=50,
+            prior="smoothness", prior_p=4.0):
+        """Regularised least squares on energies and forces; λ chosen by the validation error.
+
+        Minimises Σ_c w_E² (E_c − Ê_c)² / n_atoms + Σ w_F² |F − F̂|² + λ Σ_η Γ²_η c²_η.
 
         Parameters
         ----------
@@ -271,40 +563,25 @@ class LinearACE:
             Row weights: energy rows are ``energy_weight / sqrt(n_atoms)`` times (E − ΣE0), force rows
             ``forces_weight`` times F.
         lambdas : sequence of float, optional
-            Ridge strengths relative to the unit diagonal of the column-normalised normal matrix.
-            The one with the lowest validation loss (same weights as the fit) is kept.
+            Regularisation strengths relative to mean(diag G). The one with the lowest validation loss
+            (same weights as the fit) is kept.
+        prior : str
+            Shape Γ of the penalty (:meth:`regulariser`): ``"smoothness"`` (default, the algebraic
+            smoothness prior of linear ACE, exponent ``prior_p``), ``"ridge"`` or ``"scaled_smoothness"``.
 
         Returns
         -------
         LinearACE
             self, fitted.
         """
-        lambdas = list(lambdas if lambdas is not None else 10.0 ** np.arange(-12, -1))
-        start = time.perf_counter()
-        G, b = None, None
-        for rows, target, _ in self._rows(train_graphs, energy_weight, forces_weight, batch_size):
-            G = rows.T @ rows if G is None else G + rows.T @ rows  # normal matrix [n_feat, n_feat]
-            b = rows.T @ target if b is None else b + rows.T @ target
+        start, cpu = time.perf_counter(), time.process_time()
+        normal = self.normal_equations(train_graphs, batch_size)
+        valid = self.validation_rows(valid_graphs, batch_size)
         t_design = time.perf_counter() - start
-        scale = G.diagonal().sqrt()
-        scale[scale == 0] = 1.0  # unused columns (absent elements) stay zero through the ridge term
-        evals, Q = torch.linalg.eigh(G / scale[:, None] / scale[None, :])
-        qb = Q.T @ (b / scale)
-        valid = [(rows, target) for rows, target, _ in self._rows(valid_graphs, energy_weight, forces_weight)]
-        scores = []
-        for lam in lambdas:
-            c = (Q @ (qb / (evals.clamp_min(0) + lam))) / scale
-            scores.append(sum(float(((rows @ c - target) ** 2).sum()) for rows, target in valid))
-        best = int(np.argmin(scores))
-        c = (Q @ (qb / (evals.clamp_min(0) + lambdas[best]))) / scale
+        c, info = self.solve(normal, valid, energy_weight, forces_weight, lambdas, prior, prior_p)
         self.coefficients = c.reshape(len(self.basis.atomic_numbers), -1)  # [n_el, num_basis]
-        self.fit_info = {
-            "lambda": lambdas[best],
-            "validation_loss": dict(zip(lambdas, scores)),
-            "num_features": int(G.shape[0]),
-            "design_seconds": t_design,
-            "total_seconds": time.perf_counter() - start,
-        }
+        self.fit_info = {**info, "num_features": int(c.shape[0]), "design_seconds": t_design,
+                         "total_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
         return self
 
     def __call__(self, batch: dict) -> dict:
@@ -320,98 +597,225 @@ class LinearACE:
         return {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": -grad}
 
     def predict(self, graphs, forces=True, batch_size=50) -> dict:
-        """Energies [B] (eV) and forces [N, 3] (eV/Å) of the graphs, concatenated."""
+        """Energies [B] (eV) and forces [N, 3] (eV/Å) of the graphs, concatenated (forces by autograd)."""
         from .graph import batch_graphs
 
-        c = self.coefficients.reshape(-1)
         energies, all_forces = [], []
         for start in range(0, len(graphs), batch_size):
-            batch = batch_graphs(graphs[start : start + batch_size])
-            X, J = design_matrix(self.basis, batch, forces=forces)
-            energies.append(X @ c + self._e0(batch))
-            if forces:
-                all_forces.append(J @ c)  # [N, 3]
+            out = self(batch_graphs(graphs[start : start + batch_size]))
+            energies.append(out["energy"])
+            all_forces.append(out["forces"])  # [N, 3]
         out = {"energy": torch.cat(energies)}
         if forces:
             out["forces"] = torch.cat(all_forces)
         return out
 
+    def save(self, path) -> None:
+        """Write the basis settings, E0s and coefficients (a ``torch.save`` dict; read with :meth:`load`)."""
+        if self.coefficients is None:
+            raise ValueError("the model has no coefficients: fit it first")
+        info = {k: v for k, v in self.fit_info.items() if not isinstance(v, dict)}
+        torch.save({"format": "minimace.LinearACE", "version": 1, "basis": self.basis.config, "e0s": self.e0s,
+                    "coefficients": self.coefficients, "fit_info": info}, path)
+
+    @classmethod
+    def load(cls, path) -> "LinearACE":
+        """A model written by :meth:`save`."""
+        try:
+            state = torch.load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+            raise ValueError(f"{path}: not a minimace LinearACE file (written by LinearACE.save): {error}") from None
+        if not isinstance(state, dict) or state.get("format") != "minimace.LinearACE":
+            raise ValueError(f"{path}: not a minimace LinearACE file (written by LinearACE.save)")
+        config = dict(state["basis"])
+        model = cls(config.pop("atomic_numbers"), e0s=state["e0s"], **config)
+        if tuple(state["coefficients"].shape) != (len(model.basis.atomic_numbers), model.basis.num_basis):
+            raise ValueError(f"{path}: coefficients of shape {tuple(state['coefficients'].shape)} do not match the "
+                             f"basis ({len(model.basis.atomic_numbers)}, {model.basis.num_basis})")
+        model.coefficients = state["coefficients"].to(torch.float64)
+        model.fit_info = dict(state["fit_info"])
+        return model
+
+
+class ACECalculator(Calculator):
+    """ASE calculator around a :class:`LinearACE` (or the path of a file written by :meth:`LinearACE.save`).
+
+    Energies, per-atom energies and forces (by automatic differentiation, ``F = −∂E/∂r``), float64, CPU.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energies"]
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = LinearACE.load(model) if isinstance(model, (str, os.PathLike)) else model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from .graph import atoms_to_graph
+
+        super().calculate(atoms, properties, system_changes)
+        graph = atoms_to_graph(self.atoms, self.model.basis.r_max)
+        out = self.model(graph)
+        energy = float(out["energy"][0])
+        self.results = {"energy": energy, "free_energy": energy, "forces": out["forces"].numpy(),
+                        "energies": out["node_energy"].numpy()}
+
 
 def mae_report(model: LinearACE, graphs) -> dict:
-    """Mean absolute errors on labelled graphs: energy (meV, total and per atom) and forces (meV/Å)."""
+    """Errors on labelled graphs: MAE and RMSE of energies (meV, total and per atom) and forces (meV/Å)."""
     from .graph import batch_graphs
 
     pred = model.predict(graphs)
     ref = batch_graphs(graphs)
     n_atoms = (ref["ptr"][1:] - ref["ptr"][:-1]).to(torch.float64)
     dE = (pred["energy"] - ref["energy"]).abs()
+    dF = pred["forces"] - ref["forces"]
     return {
         "energy_mae_meV": 1000 * float(dE.mean()),
         "energy_per_atom_mae_meV": 1000 * float((dE / n_atoms).mean()),
-        "forces_mae_meV_per_A": 1000 * float((pred["forces"] - ref["forces"]).abs().mean()),
+        "forces_mae_meV_per_A": 1000 * float(dF.abs().mean()),
+        "energy_rmse_meV": 1000 * float(dE.pow(2).mean().sqrt()),
+        "forces_rmse_meV_per_A": 1000 * float(dF.pow(2).mean().sqrt()),
         "n_configs": len(graphs),
     }
 
 
 RMD17 = {"ethanol": "botnet_ethanol", "aspirin": "rmd17_aspirin"}  # molecule -> shared data set (datasets.py)
 
+# the linear-ACE recipe of the command line (docs/linear_ace.md): body order 4, total degree with w_L = 1.5,
+# Agnesi-transformed radial basis with one r_0 per element pair, algebraic smoothness prior p = 4
+RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 11, 9), radial="agnesi", r_0=None, l_weight=1.5)
+FIT = dict(energy_weight=30.0, forces_weight=1.0, prior="smoothness", prior_p=4.0)
+
+
+def load_protocol(name=None, n_train=950, n_valid=50, n_test=None, r_max=5.0, train_file=None, test_file=None,
+                  e0s_file=None, energy_key="energy", forces_key="forces"):
+    """Train, validation and test graphs and E0s: an rMD17 molecule of the shared folder (``name``) or any
+    extxyz files (``train_file``, ``test_file``; E0s from ``e0s_file`` or the isolated atoms of the train file).
+
+    The first ``n_train + n_valid`` configurations of the training file are split in order (rMD17 protocol).
+    """
+    from .data import KeySpec, read_configurations, split_isolated_atoms
+
+    keys = KeySpec(energy_key=energy_key, forces_key=forces_key)
+    if train_file is None:
+        from .datasets import load_shared, shared_e0s
+
+        if name not in RMD17:
+            raise ValueError(f"name must be one of {sorted(RMD17)} (or give train_file), got {name!r}")
+        configs = load_shared(RMD17[name], "train", index=f":{n_train + n_valid}")
+        test = load_shared(RMD17[name], "test", index=":" if n_test is None else f":{n_test}")
+        e0s = shared_e0s(RMD17[name])
+    else:
+        if test_file is None:
+            raise ValueError("train_file needs test_file")
+        e0s, configs = split_isolated_atoms(read_configurations(train_file, keys))
+        configs = configs[: n_train + n_valid]
+        test = [c for c in read_configurations(test_file, keys) if len(c) > 1]
+        test = test if n_test is None else test[:n_test]
+        if e0s_file is not None:
+            e0s, _ = split_isolated_atoms(read_configurations(e0s_file, keys, required=("energy",)))
+    if len(configs) < n_train + n_valid:
+        raise ValueError(f"{len(configs)} training configurations, fewer than n_train + n_valid = {n_train + n_valid}")
+    graphs = [c.to_graph(r_max) for c in configs]
+    test_graphs = [c.to_graph(r_max) for c in test]
+    elements = sorted({int(z) for c in configs for z in c.atomic_numbers})
+    missing = [z for z in elements if e0s and z not in e0s]
+    if missing:
+        raise ValueError(f"no isolated-atom energy for Z={missing}")
+    return graphs[:n_train], graphs[n_train:], test_graphs, {z: e0s[z] for z in elements if z in e0s}, elements
+
 
 def fit_rmd17(name="ethanol", n_train=950, n_valid=50, n_test=None, r_max=5.0, **kwargs):
     """Fit a :class:`LinearACE` on the first ``n_train + n_valid`` training configurations of an rMD17
     molecule from the shared data folder (E0s: PBE/def2-SVP isolated atoms) and report MAEs.
 
+    ``kwargs``: basis settings (:class:`ACEBasis`) and fit settings (``energy_weight``, ``forces_weight``,
+    ``lambdas``, ``prior``, ``prior_p``); ``train_file``/``test_file``/``e0s_file``/``energy_key``/
+    ``forces_key`` for another data set (see :func:`load_protocol`).
+
     Returns
     -------
     (LinearACE, dict)
-        The model and ``{"train": ..., "valid": ..., "test": ...}`` MAE reports (see :func:`mae_report`).
+        The model and ``{"valid": ..., "test": ...}`` error reports (see :func:`mae_report`).
     """
-    from .datasets import load_shared, shared_e0s
-
-    configs = load_shared(RMD17[name], "train", index=f":{n_train + n_valid}")
-    test = load_shared(RMD17[name], "test", index=":" if n_test is None else f":{n_test}")
-    e0s = shared_e0s(RMD17[name])
-    graphs = [c.to_graph(r_max) for c in configs]
-    test_graphs = [c.to_graph(r_max) for c in test]
-    elements = sorted({int(z) for c in configs for z in c.atomic_numbers})
-    weights = {k: kwargs.pop(k) for k in list(kwargs) if k.endswith("_weight")}
-    model = LinearACE(elements, e0s={z: e0s[z] for z in elements}, r_max=r_max, **kwargs)
-    model.fit(graphs[:n_train], graphs[n_train:], **weights)
-    report = {
-        "train": mae_report(model, graphs[:n_train]),
-        "valid": mae_report(model, graphs[n_train:]),
-        "test": mae_report(model, test_graphs),
-    }
+    data_keys = {k: kwargs.pop(k) for k in ("train_file", "test_file", "e0s_file", "energy_key", "forces_key")
+                 if k in kwargs}
+    train, valid, test, e0s, elements = load_protocol(name, n_train, n_valid, n_test, r_max, **data_keys)
+    fit_keys = {k: kwargs.pop(k) for k in list(kwargs) if k.endswith("_weight") and k != "l_weight"
+                or k in ("lambdas", "prior", "prior_p")}
+    model = LinearACE(elements, e0s=e0s, r_max=r_max, **kwargs)
+    model.fit(train, valid, **fit_keys)
+    report = {"valid": mae_report(model, valid), "test": mae_report(model, test)}
     return model, report
 
 
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process (GiB), from getrusage."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def main(argv=None):
-    """``python -m minimace.ace ethanol --n-train 950`` — fit and print MAEs."""
+    """``python -m minimace.ace ethanol --json results.json`` — fit a linear ACE and report test errors."""
     import argparse
     import json
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("name", choices=sorted(RMD17))
+    parser.add_argument("name", nargs="?", choices=sorted(RMD17), help="rMD17 molecule of the shared data folder")
+    parser.add_argument("--train-file", help="extxyz training file (instead of NAME): the first n-train + n-valid")
+    parser.add_argument("--test-file", help="extxyz test file (with --train-file)")
+    parser.add_argument("--e0s-file", help="extxyz file of isolated atoms (default: those in the train file)")
+    parser.add_argument("--energy-key", default="energy")
+    parser.add_argument("--forces-key", default="forces")
     parser.add_argument("--n-train", type=int, default=950)
     parser.add_argument("--n-valid", type=int, default=50)
     parser.add_argument("--n-test", type=int, default=None)
-    parser.add_argument("--r-max", type=float, default=5.0)
-    parser.add_argument("--n-max", type=int, default=8)
-    parser.add_argument("--l-max", type=int, default=3)
-    parser.add_argument("--max-degree", type=int, nargs="+", default=[8, 12, 10])
-    parser.add_argument("--radial", choices=["bessel", "chebyshev"], default="bessel")
-    parser.add_argument("--r-0", type=float, default=1.0)
-    parser.add_argument("--energy-weight", type=float, default=30.0)
-    parser.add_argument("--forces-weight", type=float, default=1.0)
+    parser.add_argument("--r-max", type=float, default=RECIPE["r_max"])
+    parser.add_argument("--n-max", type=int, default=RECIPE["n_max"])
+    parser.add_argument("--l-max", type=int, default=RECIPE["l_max"])
+    parser.add_argument("--max-degree", type=float, nargs="+", default=list(RECIPE["max_degree"]))
+    parser.add_argument("--l-weight", type=float, default=RECIPE["l_weight"])
+    parser.add_argument("--radial", choices=["bessel", "chebyshev", "agnesi"], default=RECIPE["radial"])
+    parser.add_argument("--r-0", type=float, default=None, help="transform scale (Å); default: bond lengths")
+    parser.add_argument("--energy-weight", type=float, default=FIT["energy_weight"])
+    parser.add_argument("--forces-weight", type=float, default=FIT["forces_weight"])
+    parser.add_argument("--prior", choices=PRIORS, default=FIT["prior"])
+    parser.add_argument("--prior-p", type=float, default=FIT["prior_p"])
+    parser.add_argument("--lambdas", type=float, nargs="+", default=None)
+    parser.add_argument("--json", help="write the test errors, basis size and fit time to this JSON file")
+    parser.add_argument("--save", help="write the fitted model here (LinearACE.load / ACECalculator)")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
+    if args.name is None and args.train_file is None:
+        parser.error("give NAME (ethanol, aspirin) or --train-file/--test-file")
+    r_0 = args.r_0 if args.r_0 is not None else (None if args.radial == "agnesi" else 1.0)
+    start, cpu = time.perf_counter(), time.process_time()
     model, report = fit_rmd17(
         args.name, args.n_train, args.n_valid, args.n_test, r_max=args.r_max, n_max=args.n_max, l_max=args.l_max,
-        max_degree=tuple(args.max_degree), radial=args.radial, r_0=args.r_0, energy_weight=args.energy_weight,
-        forces_weight=args.forces_weight,
+        max_degree=tuple(args.max_degree), radial=args.radial, r_0=r_0, l_weight=args.l_weight,
+        energy_weight=args.energy_weight, forces_weight=args.forces_weight, prior=args.prior, prior_p=args.prior_p,
+        lambdas=args.lambdas, **({"train_file": args.train_file, "test_file": args.test_file,
+                                  "e0s_file": args.e0s_file} if args.train_file else {}),
+        energy_key=args.energy_key, forces_key=args.forces_key,
     )
-    info = {k: v for k, v in model.fit_info.items() if k != "validation_loss"}
-    print(json.dumps({"args": vars(args), "counts": model.basis.counts(), "fit": info, **report,
-                      "seconds": time.perf_counter() - start}, indent=1))
+    info = {k: v for k, v in model.fit_info.items() if not isinstance(v, dict)}
+    test = report["test"]
+    summary = {
+        "test_E_MAE_meV": test["energy_mae_meV"], "test_F_MAE_meV_per_A": test["forces_mae_meV_per_A"],
+        "test_E_RMSE_meV": test["energy_rmse_meV"], "test_F_RMSE_meV_per_A": test["forces_rmse_meV_per_A"],
+        "n_basis": info["num_features"], "fit_seconds": info["total_seconds"], "fit_cpu_seconds": info["cpu_seconds"],
+        "total_seconds": time.perf_counter() - start, "total_cpu_seconds": time.process_time() - cpu,
+        "peak_rss_GiB": peak_rss_gib(), "torch_threads": torch.get_num_threads(), "lambda": info["lambda"],
+        "counts": model.basis.counts(), "settings": {k: v for k, v in vars(args).items() if k not in ("json", "save")},
+        "valid": report["valid"], "test": test,
+        "validation_errors": {str(k): v for k, v in model.fit_info["validation_errors"].items()},
+    }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    if args.save:
+        model.save(args.save)
 
 
 if __name__ == "__main__":
