@@ -127,6 +127,7 @@ def test_fit_on_bundled_ethanol(ethanol):
     _fit_far_better_than_the_mean(ethanol)
 
 
+@pytest.mark.shared_data("botnet_ethanol")
 def test_fit_on_real_ethanol(shared):
     """The same on rMD17 ethanol (PBE/def2-SVP) from the shared data folder: a real, if rough, potential."""
     configs = read_configurations(shared / "botnet_ethanol" / "train.xyz", index=":90")
