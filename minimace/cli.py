@@ -1,5 +1,5 @@
 """Command line: ``minimace train``, ``minimace preprocess``, ``minimace evaluate``, ``minimace demo``,
-``minimace download``.
+``minimace download``, ``minimace verify``.
 
 ``minimace train`` takes options as flags or from a YAML file (``--config``; flags given on the command line
 win). Defaults are the MACE paper's where it gives one (Batatia et al. 2022, arXiv:2206.07697: r_max 5 Å,
@@ -19,6 +19,8 @@ Examples
     minimace demo
     minimace download --list
     minimace download rmd17_aspirin botnet_ethanol
+    minimace verify runs/ethanol/best.pt structure.xyz --json
+    minimace verify --calculator ase.calculators.emt:EMT cu.xyz --checks rotation,forces_gradient
 """
 
 from __future__ import annotations
@@ -614,6 +616,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_get.add_argument("--dir", help="data folder to fill (default: $MINIMACE_DATA, else the user cache)")
     p_get.add_argument("--base-url", help="a mirror laid out like the data folder (default: $MINIMACE_DOWNLOAD_URL, "
                        "else the pinned GitHub URLs)")
+    p_verify = sub.add_parser("verify", help="equivariance and physics checks of any potential on a structure")
+    p_verify.add_argument("paths", nargs="+", metavar="PATH",
+                          help="a minimace model/checkpoint or a mace-torch model file, then a structure file (any "
+                               "ASE format); with --calculator, only the structure")
+    p_verify.add_argument("--calculator", metavar="MODULE:FACTORY", help="FACTORY() of MODULE (or file.py) returns "
+                          "an ASE calculator, a model, or a function (positions, numbers, cell, pbc) -> E[, F, S]")
+    p_verify.add_argument("--checks", help="comma-separated subset of rotation, reflection, translation, permutation, "
+                          "forces_gradient, stress_strain, cutoff_smoothness, extensivity, nve_conservation "
+                          "(default: all that apply)")
+    p_verify.add_argument("--dtype", choices=("float64", "float32"), help="precision of the potential (tolerances)")
+    p_verify.add_argument("--cutoff", type=float, help="cutoff radius in Å for cutoff_smoothness")
+    p_verify.add_argument("--index", type=int, default=0, help="frame of the structure file")
+    p_verify.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p_verify.add_argument("--plot", metavar="PNG", help="also draw the errors against the tolerances")
     return parser
 
 
@@ -642,6 +658,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             from .datasets import download_main
 
             return download_main(args.names, list_only=args.list, root=args.dir, base_url=args.base_url)
+        elif args.command == "verify":
+            from .testing.verify import run_cli
+
+            return run_cli(args)
     except (ConfigError, DataError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"minimace {args.command}: error: {err}", file=sys.stderr)
         return 2

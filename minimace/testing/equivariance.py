@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .so3 import Irreps, irreps_D, random_O3, random_rotation
+from ..so3 import Irreps, irreps_D, random_O3, random_rotation
 
 POINTS, VECTORS, MATRIX = "cartesian_points", "cartesian_vectors", "cartesian_matrix"
 ATOMS, ATOM_INDEX = "atoms", "atom_index"
