@@ -148,14 +148,14 @@ class Report:
         import matplotlib.pyplot as plt
 
         if ax is None:
-            fig, ax = plt.subplots(figsize=(7, 0.45 * len(self.results) + 1.2))
+            fig, ax = plt.subplots(figsize=(8, 0.45 * len(self.results) + 1.2))
         else:
             fig = ax.figure
         names = list(self.results)[::-1]
         y = np.arange(len(names))
         tol = np.array([self.results[n].tolerance for n in names])
         err = np.array([self.results[n].error for n in names])
-        shown = np.clip(err, 1e-18, None)
+        shown = np.clip(err, 1e-17, None)  # an error of exactly 0 is drawn at 1e-17
         ax.barh(y, tol, color="0.85", height=0.6, label="tolerance")
         ok = err <= tol
         ax.scatter(shown[ok], y[ok], color="tab:green", zorder=3, label="error (pass)")
@@ -166,7 +166,7 @@ class Report:
         ax.set_xlabel("error (relative; nve: drift ratio at Δt/2 vs Δt)")
         ax.set_title(f"{self.potential} ({self.n_atoms} atoms, {self.dtype}): "
                      + ("all passed" if self.passed else f"{len(self.failed)} failed"), fontsize=10)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=120)
@@ -360,8 +360,11 @@ class _Context:
 
     @property
     def noise(self) -> float:
-        """Round-off (or convergence noise) of one energy, eV: given, else 4 ε (|E| + 1 eV)."""
-        return self.energy_noise if self.energy_noise is not None else 4 * self.eps * (abs(self.energy) + 1.0)
+        """Round-off (or convergence noise) of one energy, eV: given, else 4 ε (|E| + N · 1 eV) — the total can be
+        a small difference of per-atom terms of a few eV (EMT's is)."""
+        if self.energy_noise is not None:
+            return self.energy_noise
+        return 4 * self.eps * (abs(self.energy) + len(self.atoms))
 
     @property
     def periodic(self) -> bool:
@@ -683,7 +686,7 @@ def verify(potential, atoms, checks=None, dtype=None, *, cutoff: Optional[float]
         1e-5 Å in float64, 1e-3 Å in float32, where positions are rounded to ~1e-6 Å).
     energy_noise : float, optional
         Noise of one energy evaluation in eV, which sets the finite-difference steps (default: the round-off
-        4 ε (|E| + 1 eV)). Give the convergence threshold of an iterative method (e.g. an SCF).
+        4 ε (|E| + N · 1 eV) for N atoms). Give the convergence threshold of an iterative method (e.g. an SCF).
 
     Returns
     -------
