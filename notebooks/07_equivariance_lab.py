@@ -19,6 +19,9 @@ if "google.colab" in sys.modules:
     packages = ["git+https://github.com/minimace/minimace"]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages], check=True)
     subprocess.run(["minimace", "download", "botnet_ethanol"], check=True)
+    subprocess.run(["minimace", "download", "botnet_3bpa"], check=True)
+    subprocess.run(["minimace", "download", "solvent_xtb"], check=True)
+    subprocess.run(["minimace", "download", "si_gap18_tiny"], check=True)
 
 # %% [markdown]
 # # 07 — Equivariance lab, and how far MACE sees
@@ -291,9 +294,12 @@ assert os.path.getsize(path) > 10_000
 # %%
 R_C = 5.0
 structures = {"water box (periodic)": water_box.to_atoms(), "ethanol": ethanol.to_atoms()}
-for label, name in (("3BPA", "botnet_3bpa"), ("solvent cluster", "solvent_xtb"), ("Si crystal", "si_gap18_tiny")):
+shared = {"3BPA": lambda: load_shared("botnet_3bpa", "train", index="0:10"),
+          "solvent cluster": lambda: load_shared("solvent_xtb", "train", index="0:10"),
+          "Si crystal": lambda: load_shared("si_gap18_tiny", "train", index="0:10")}
+for label, load in shared.items():
     try:
-        structures[label] = max(load_shared(name, "train", index="0:10"), key=len).to_atoms()
+        structures[label] = max(load(), key=len).to_atoms()
     except DataError as err:
         print(f"{label}: skipped ({str(err)[:90]}...)")
 counts = {}
