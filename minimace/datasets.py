@@ -177,7 +177,9 @@ def _locate(name: str, relative: str) -> Path:
     for root in data_roots():
         if (root / relative).is_file():
             return root / relative
-    raise DataError(f"{relative} (data set {name!r}) not found in {_searched()}; fetch it with `minimace download {name}`")
+    raise DataError(
+        f"{relative} (data set {name!r}) not found in {_searched()}; fetch it with `minimace download {name}`"
+    )
 
 
 def require(*names: str) -> Path:
@@ -186,7 +188,8 @@ def require(*names: str) -> Path:
     Raises ``DataError`` naming the missing data sets and the command that fetches them (``minimace download``).
     """
     names = names or tuple(SHARED)
-    complete = {root: [n for n in names if all((root / f).is_file() for f in dataset_files(n))] for root in data_roots()}
+    complete = {root: [n for n in names if all((root / f).is_file() for f in dataset_files(n))]
+                for root in data_roots()}
     for root, found in complete.items():
         if len(found) == len(names):
             return root
@@ -324,7 +327,9 @@ def _sha256(path: Path) -> str:
 
 
 def _mismatch(what: str, expected: str, actual: str, size: int, expected_size: int | None) -> str:
-    sizes = f"{size} bytes" + (f", expected {expected_size}" if expected_size is not None and size != expected_size else "")
+    sizes = f"{size} bytes"
+    if expected_size is not None and size != expected_size:
+        sizes += f", expected {expected_size}"
     return f"{what}: SHA-256 {actual} ({sizes}) does not match the pinned {expected}"
 
 

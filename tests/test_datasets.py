@@ -29,6 +29,31 @@ def test_data_dir_names_the_variable(monkeypatch, tmp_path):
         data_dir()
 
 
+def test_where_data_sets_are_looked_for(monkeypatch, tmp_path):
+    """``$MINIMACE_DATA`` alone when set; else ../shared/data beside the repository, then the download cache."""
+    from minimace import datasets
+
+    monkeypatch.setattr(datasets, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setenv("MINIMACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINIMACE_DATA", raising=False)
+    shared, cache = tmp_path / "shared" / "data", tmp_path / "cache" / "data"
+    assert datasets.data_roots() == [shared, cache]
+    with pytest.raises(DataError, match=r"data set botnet_3bpa not found in .* fetch with `minimace download botnet_3bpa`"):
+        datasets.require("botnet_3bpa")
+    with pytest.raises(DataError, match=r"botnet_3bpa/train_300K.xyz .*`minimace download botnet_3bpa`"):
+        load_shared("botnet_3bpa")
+    for relative in datasets.dataset_files("botnet_3bpa"):  # what a download leaves in the cache
+        (cache / relative).parent.mkdir(parents=True, exist_ok=True)
+        (cache / relative).write_text("")
+    assert datasets.require("botnet_3bpa") == cache and data_dir() == cache
+    with pytest.raises(DataError, match="data set rmd17_aspirin not found"):  # negative control: another set
+        datasets.require("botnet_3bpa", "rmd17_aspirin")
+    monkeypatch.setenv("MINIMACE_DATA", str(tmp_path / "mine"))
+    assert datasets.data_roots() == [tmp_path / "mine"]
+    with pytest.raises(DataError, match="MINIMACE_DATA="):
+        datasets.require("botnet_3bpa")
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.shared_data(n)) for n in sorted(SHARED)])
 def test_every_shared_dataset_loads_with_its_keys(shared, name):
     configs = load_shared(name, "train", index=":4")

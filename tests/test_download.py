@@ -81,7 +81,8 @@ def toy(tmp_path, monkeypatch):
     monkeypatch.setitem(SHARED, "toy", SharedDataset("toy", {"train": "train.xyz"}, e0_file="toy/isolated.xyz"))
     for name in ("train.xyz", "isolated.xyz"):
         data = (mirror / name).read_bytes()
-        monkeypatch.setitem(REMOTE, f"toy/{name}", Remote("example/toy", "0" * 40, f"data/{name}", len(data), sha256(data)))
+        remote = Remote("example/toy", "0" * 40, f"data/{name}", len(data), sha256(data))
+        monkeypatch.setitem(REMOTE, f"toy/{name}", remote)
     data = tmp_path / "data"
     monkeypatch.setenv("MINIMACE_DATA", str(data))
     monkeypatch.delenv("MINIMACE_DOWNLOAD_URL", raising=False)
