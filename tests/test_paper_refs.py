@@ -30,6 +30,7 @@ PENDING = {
     "minimace/ace.py", "notebooks/04_linear_ACE.py",
     "minimace/exercises/ex01_radial.py", "minimace/exercises/ex02_spherical_harmonics.py",
     "minimace/exercises/ex04_atomic_basis.py", "minimace/exercises/ex05_power_spectrum.py",
+    "notebooks/exercises/source/ex01_radial.py",
 }
 
 MACE_MARKERS = ("MACE", "Batatia", "2206.07697", "paper")
@@ -157,6 +158,7 @@ def check_text(key: str, text: str, tab: dict | None = None) -> list[str]:
 def cited_files() -> list[str]:
     """minimace/, the lessons, README.md and docs/ (this table excepted: it quotes the misreadings)."""
     files = sorted(ROOT.glob("minimace/**/*.py")) + sorted(ROOT.glob("notebooks/*.py"))
+    files += sorted(ROOT.glob("notebooks/exercises/source/*.py"))
     files += [ROOT / "README.md"] + [p for p in sorted(ROOT.glob("docs/*.md")) if p != TABLE]
     return [str(p.relative_to(ROOT)) for p in files]
 
