@@ -181,7 +181,7 @@ def sphinx(builder: str = "html", jobs: int = 1) -> int:
     from sphinx.cmd.build import build_main
 
     os.environ.update({k: v for k, v in kernel_environment().items() if k in ("MINIMACE_QUICK", "JUPYTER_PATH")})
-    args = ["-b", builder, "-c", str(ROOT / "book"), "-j", str(jobs), "-q", "-W", "--keep-going",
+    args = ["-b", builder, "-a", "-c", str(ROOT / "book"), "-j", str(jobs), "-q", "--keep-going",
             str(ROOT), str(HTML)]
     return build_main(args)
 

@@ -23,6 +23,8 @@ STATUS = ROOT / "build" / "book" / "execution.json"
 LESSONS = "notebooks/[0-9][0-9]_*.ipynb"
 MARKER = "<!-- learning-path -->"
 FIGURES_MARKER = "<!-- figures -->"
+EXERCISES_MARKER = "<!-- exercises-toctree -->"
+EXERCISES = "notebooks/exercises/*.ipynb"
 FIGURES = "figures/*.png"
 WORDS_PER_MINUTE = 200  # prose, equations counted as words
 CODE_LINES_PER_MINUTE = 15  # non-blank lines of code cells
@@ -145,6 +147,19 @@ def figures_markdown(root: Path = ROOT) -> str:
     return "\n".join(out) or "(no figure in figures/)"
 
 
+def exercises_toctree(root: Path = ROOT) -> str:
+    """The sidebar entries of the exercises, named by file (student and solution share a title)."""
+    lines = ["```{toctree}", ":hidden:", ":caption: Exercises", ""]
+    if (root / "notebooks" / "exercises" / "README.md").exists():
+        lines.append("../notebooks/exercises/README")
+    for path in sorted(root.glob(EXERCISES)):
+        number, _, rest = path.stem.partition("_")
+        name, _, kind = rest.rpartition("_")
+        label = f"{number} {name.replace('_', ' ')} — {kind}" if name else path.stem.replace("_", " ")
+        lines.append(f"{label} <../{path.relative_to(root).with_suffix('').as_posix()}>")
+    return "\n".join(lines + ["```"])
+
+
 def lesson_note(lesson: Lesson, entry: dict | None, repository: str) -> str:
     """The note put under a lesson's header on the site: times and how to run it."""
     org_repo = re.sub(r"^https?://github\.com/", "", repository).strip("/")
@@ -165,6 +180,7 @@ def _source_read(app, docname: str, source: list[str]) -> None:
     if docname == app.config.root_doc and MARKER in source[0]:
         source[0] = source[0].replace(MARKER, learning_path_markdown(lessons(), execution_status()))
         source[0] = source[0].replace(FIGURES_MARKER, figures_markdown())
+        source[0] = source[0].replace(EXERCISES_MARKER, exercises_toctree())
         return
     path = ROOT / f"{docname}.ipynb"
     if path not in set(ROOT.glob(LESSONS)):
