@@ -185,11 +185,19 @@ def _solution_lines(name) -> list[str]:
     return lines
 
 
+OURS = ("minimace.exercises", "_teacher_")
+
+
 def _reachable(namespace: dict):
-    """Every object a student can reach from the notebook's namespace without importing anything new:
-    attributes of the exercise modules (recursively), closures, defaults and globals of their functions,
-    bound methods, partials, containers and instances of their classes."""
-    ours = ("minimace.exercises", "_teacher_", "builtins")
+    """Every callable of the exercise machinery a student can reach from the notebook's namespace without
+    importing anything new: what the notebook defines, the attributes of the exercise modules (recursively), the
+    closures, defaults and globals of their functions, bound methods, partials, wrappers, containers, classes and
+    instances. The package's stage code (minimace.radial, ...) is reachable by design and not descended into."""
+    allowed = {id(namespace)}
+
+    def ours(f) -> bool:
+        return id(getattr(f, "__globals__", None)) in allowed or str(getattr(f, "__module__", "")).startswith(OURS)
+
     stack, seen = list(namespace.values()), set()
     while stack:
         obj = stack.pop()
@@ -197,30 +205,38 @@ def _reachable(namespace: dict):
             continue
         seen.add(id(obj))
         if isinstance(obj, types.ModuleType):
-            if obj.__name__.startswith(ours[:2]):
+            if obj.__name__.startswith(OURS):
+                allowed.add(id(vars(obj)))
                 stack += list(vars(obj).values())
-            continue
-        if isinstance(obj, dict):
+        elif isinstance(obj, dict):
             stack += list(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack += list(obj)
         elif isinstance(obj, functools.partial):
+            if ours(obj.func):
+                yield obj
             stack += [obj.func, *obj.args, *obj.keywords.values()]
         elif isinstance(obj, types.MethodType):
+            if ours(obj.__func__):
+                yield obj
             stack += [obj.__func__, obj.__self__]
         elif isinstance(obj, types.FunctionType):
+            if not ours(obj):
+                continue
             yield obj
+            allowed.add(id(obj.__globals__))
             stack += [c.cell_contents for c in (obj.__closure__ or ()) if c.cell_contents is not None]
             stack += list(obj.__defaults__ or ()) + list((obj.__kwdefaults__ or {}).values())
-            if getattr(obj, "__wrapped__", None) is not None:
-                stack.append(obj.__wrapped__)
-            if not str(obj.__module__).startswith("minimace.") or obj.__module__.startswith(ours[0]):
-                stack += list(obj.__globals__.values())  # the notebook's or an exercise module's globals
+            stack += list(obj.__globals__.values())
         elif isinstance(obj, type):
-            if obj.__module__.startswith(ours[:2]):
+            if obj.__module__.startswith(OURS):
                 yield obj
                 stack += list(vars(obj).values())
-        elif type(obj).__module__.startswith(ours[:2]) and hasattr(obj, "__dict__"):
+        elif getattr(obj, "__wrapped__", None) is not None:  # functools.lru_cache and friends
+            if ours(obj.__wrapped__):
+                yield obj
+            stack.append(obj.__wrapped__)
+        elif type(obj).__module__.startswith(OURS) and hasattr(obj, "__dict__"):
             if callable(obj):
                 yield obj
             stack += list(vars(obj).values())
@@ -261,31 +277,33 @@ def test_no_solution_within_reach_of_the_student_rendering(name):
     assert not [line for line in _solution_lines(name) if line in student_code], name
 
 
-def _with_attribute(module, **extra) -> types.ModuleType:
+def _leaky_handle(module, code: str = "", **extra) -> types.ModuleType:
+    """A copy of the exercise module with ``extra`` attributes and the functions defined by ``code``."""
     fake = types.ModuleType(module.__name__ + "_leaky")
     fake.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")}, **extra)
+    exec(code, fake.__dict__)
     return fake
 
 
 def test_leak_scan_negative_controls(monkeypatch):
-    """A handle that exposes the solution, directly, in a closure or re-implemented, and a rendering that
-    prints the solution in the student notebook, all fail the scan."""
+    """A handle that exposes the solution, directly, in a default argument, in a partial or re-implemented, and a
+    rendering that prints the solution in the student notebook, all fail the scan."""
     name = "ex03_clebsch_gordan"
     solution = solutions(name)[0]
     base = student_namespace(name)
-
-    def leaky_check(fn, verbose=True, _reference=solution):  # the reference as a default argument
-        return load(name).check(fn, verbose)
-
-    def reimplemented(u, v):  # the answer under another name, with other code
-        from minimace.so3 import clebsch_gordan
-        return torch.cat([torch.einsum("nc,abc,na,nb->nc", torch.ones(len(u), 2 * L + 1, dtype=u.dtype),
-                                       clebsch_gordan(1, 1, L, dtype=u.dtype), u, v) for L in range(3)], -1)
-
-    for extra in ({"reference": solution}, {"check_with_reference": leaky_check}, {"_oracle": reimplemented},
-                  {"helpers": {"cg": functools.partial(solution)}}):
-        namespace = {**base, "exercise": _with_attribute(base["exercise"], **extra)}
-        assert solution_leaks(name, namespace), f"the scan missed the leak {list(extra)}"
+    default = "def check_with_reference(fn, verbose=True, _reference=None):\n    return check(fn, verbose)\n"
+    reimplemented = ("def _oracle(u, v):  # the answer under another name, with other code\n"
+                     "    from minimace.so3 import clebsch_gordan\n"
+                     "    return torch.cat([torch.einsum('abc,na,nb->nc', clebsch_gordan(1, 1, L, dtype=u.dtype), u, v)"
+                     " for L in range(3)], -1)\n")
+    for code, extra in (("", {"reference": solution}), (default, {}), (reimplemented, {}),
+                        ("", {"helpers": {"cg": functools.partial(solution)}})):
+        handle = _leaky_handle(base["exercise"], code, **extra)
+        if code == default:
+            handle.check_with_reference.__defaults__ = (True, solution)
+        namespace = {**base, "exercise": handle}
+        assert solution_leaks(name, namespace), f"the scan missed the leak {code or list(extra)}"
+    assert solution_leaks(name, base) == []
     monkeypatch.setattr(render, "render_function", lambda text, kind, hint=render.STUB: text)  # no stub
     leaky = render.notebook(name, "student")
     assert solution_leaks(name, student_namespace(name, nb=leaky))

@@ -39,6 +39,12 @@ EXERCISES = (
     "ex05_power_spectrum",
     "ex06_forces",
     "ex07_bug_hunt",
+    "ex08_coupling_count",
+    "ex09_message",
+    "ex10_linear_ace",
+    "ex11_md_energy",
+    "ex12_loss_weights",
+    "ex13_quiz",
 )
 
 LESSONS = {  # lesson number -> notebook, for the prerequisites

@@ -77,8 +77,8 @@ class CheckResult:
 
     @property
     def message(self) -> str:
-        """The line of the failed step (empty when passed)."""
-        return self.lines[-1] if self.lines and not self.passed else ""
+        """The lines of the failed steps (empty when passed)."""
+        return "\n".join(line for line in self.lines if not line.startswith("ok ")) if not self.passed else ""
 
     def __bool__(self) -> bool:
         return self.passed
@@ -91,31 +91,40 @@ class CheckResult:
 
 
 def run_checks(exercise: str, steps: Sequence[tuple[str, Callable[[], str | None]]],
-               verbose: bool = True) -> CheckResult:
+               verbose: bool = True, keep_going: bool = False) -> CheckResult:
     """Run ``steps`` (pairs ``(name, step)``) in order, stop at the first failure and print a report.
+
+    With ``keep_going`` (independent steps, e.g. the questions of a quiz) every step runs after a failure of
+    another; the result keeps the kind of the first failure. The first step always gates the others.
 
     A step returns an optional note (shown after "ok") or raises :class:`ExerciseFailure`.
     ``NotImplementedError`` means the student has not written the function yet: status "not implemented".
     Any other exception is reported with the line of the student's code that raised it.
     """
     result = CheckResult(exercise, steps_total=len(steps))
-    for name, step in steps:
+    for index, (name, step) in enumerate(steps):
+        failed = True
         try:
             note = step()
+            failed = False
         except NotImplementedError as err:
             result.status, result.kind = "not implemented", "not implemented"
             result.lines.append(f"not implemented yet ({err})" if str(err) else "not implemented yet")
             break
         except ExerciseFailure as err:
-            result.status, result.kind = "fail", err.kind
+            if result.status == "pass":
+                result.status, result.kind = "fail", err.kind
             result.lines.append(f"FAIL {name} — {err.kind}: {err.message}")
-            break
         except Exception as err:  # noqa: BLE001 - a student's bug of any kind is reported, not raised
             where = traceback.extract_tb(err.__traceback__)[-1]
-            result.status, result.kind = "fail", "error"
+            if result.status == "pass":
+                result.status, result.kind = "fail", "error"
             result.lines.append(f"FAIL {name} — error: {type(err).__name__}: {err} "
                                 f"(line {where.lineno} of {where.name})")
-            break
+        if failed:
+            if not keep_going or index == 0:
+                break
+            continue
         result.steps_passed += 1
         result.lines.append(f"ok   {name}" + (f" ({note})" if note else ""))
     if verbose:

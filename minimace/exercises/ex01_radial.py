@@ -3,8 +3,8 @@ r"""# Exercise 1 — The radial basis: Bessel functions × polynomial envelope
 **What you will learn**: how MACE turns a distance $r_{ij}$ into smooth radial features that vanish, with
 their first two derivatives, at the cutoff $r_c$.
 
-**Paper**: Batatia et al., *MACE* (arXiv:2206.07697), Eq. (7) and Appendix A.2; the envelope is Eq. (8) of
-Klicpera et al., *DimeNet* (ICLR 2020).
+**Paper**: Batatia et al., *MACE* (arXiv:2206.07697 v2), Appendix A.5 (the radial basis, inside the one-particle
+basis of the atomic basis); the envelope is from Klicpera et al., *DimeNet* (ICLR 2020), Eq. (8).
 
 ## The task
 

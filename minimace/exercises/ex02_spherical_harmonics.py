@@ -3,8 +3,8 @@ r"""# Exercise 2 — Real spherical harmonics $l = 1, 2$ in e3nn's convention
 **What you will learn**: the explicit polynomials behind `spherical_harmonics`, the "component"
 normalisation $\sum_m Y_{lm}^2 = 2l + 1$, and why the convention (order of $m$, polar axis) matters.
 
-**Paper**: Batatia et al., *MACE* (arXiv:2206.07697), Eq. (7) (the angular part $Y_l^m(\hat{\mathbf r}_{ij})$
-of the one-particle basis).
+**Paper**: Batatia et al., *MACE* (arXiv:2206.07697 v2), section 3 (the angular part
+$Y_l^m(\hat{\mathbf r}_{ij})$ of the one-particle basis, inside the atomic basis).
 
 ## The task
 

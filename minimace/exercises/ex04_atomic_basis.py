@@ -4,7 +4,8 @@ r"""# Exercise 4 — The atomic basis $A_i = \sum_j \phi(\mathbf r_{ij})$: a sum
 how a scatter-sum over edges turns one-particle functions into a permutation-invariant, rotation-equivariant
 description of each atom's environment.
 
-**Paper**: Batatia et al., *MACE* (arXiv:2206.07697), Eq. (7)–(8); Drautz, PRB 99, 014104 (2019), Eq. (4).
+**Paper**: Batatia et al., *MACE* (arXiv:2206.07697 v2), section 3 (the atomic basis, the first layer without
+its chemical weights); Drautz, PRB 99, 014104 (2019), Eq. (4).
 
 ## The task
 
