@@ -57,7 +57,7 @@ def _run(model, batch, device, dtype):
     return {k: v.detach().cpu().double() for k, v in out.items()}
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_energy_forces_stress_on_device_equal_the_cpu(batch, dtype):
     model = small_model()
     ref = _run(model, batch, "cpu", torch.float64)
@@ -82,7 +82,7 @@ def test_forces_are_minus_the_energy_gradient_on_device(configs):
         assert abs(numeric - forces[atom, axis].item()) < 1e-6, (atom, axis)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 def test_equivariance_on_device(batch, dtype):
     model = small_model().to(device=DEVICE, dtype=dtype)
     report = assert_model_equivariant(lambda b: model(b, compute_stress=True), to_device(batch, DEVICE, dtype))
