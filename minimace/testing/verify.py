@@ -132,6 +132,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"potential": self.potential, "dtype": self.dtype, "n_atoms": self.n_atoms, "passed": self.passed,
+                "cpu_seconds": self.seconds,
                 "checks": {n: dict(asdict(r), passed=r.passed) for n, r in self.results.items()},
                 "skipped": dict(self.skipped)}
 
