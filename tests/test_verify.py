@@ -157,6 +157,9 @@ def test_minimace_model_passes(dtype):
     assert report.dtype == dtype and report.passed, report
     assert set(report.results) == set(CHECKS)          # the cutoff comes from model.config["r_max"]
     assert report["rotation"].tolerance == TOLERANCES["rotation"][dtype]
+    fd = report["forces_gradient"]
+    if fd.tolerance != TOLERANCES["forces_gradient"][dtype]:   # float32 with |E| ~ 10^3 eV: said, and why
+        assert dtype == "float32" and "tolerance raised" in fd.info and fd.tolerance < 0.2, fd
     water = verify(small_mace(getattr(torch, dtype)), molecule("H2O"))
     assert water.passed, water
 
@@ -194,6 +197,16 @@ def test_energy_only_function_skips_force_checks():
     assert report.passed, report
     assert {"forces_gradient", "nve_conservation", "cutoff_smoothness"} <= set(report.skipped)
     assert "forces" not in report["rotation"].details
+
+
+def test_energy_noise_sets_the_finite_difference_steps():
+    """A calculator converged to 1e-6 eV (an SCF, say) needs larger steps; they are chosen and reported."""
+    quiet = verify(toy_potential(), alloy(), cutoff=RC, checks=["forces_gradient"])
+    noisy = verify(toy_potential(), alloy(), cutoff=RC, checks=["forces_gradient"], energy_noise=1e-6)
+    step = lambda r: float(r["forces_gradient"].info.split()[1].rstrip(","))  # noqa: E731
+    assert step(noisy) > 1e3 * step(quiet) and noisy.passed and quiet.passed
+    assert set(verify(toy_potential("forces × 1.01"), alloy(), checks=["forces_gradient"],
+                      energy_noise=1e-6).failed) == {"forces_gradient"}
 
 
 def test_bad_arguments_are_named():
