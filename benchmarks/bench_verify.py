@@ -85,7 +85,8 @@ def markdown(rows: list[dict], command: str) -> str:
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}).",
              "CPU time is `time.process_time()` of the whole `verify` call (the machine may have been shared: the "
              "wall time includes waiting); target ≤ 30 s.", "",
-             "| potential | dtype | checks passed | evaluations | CPU time (s) | wall time (s) |", "|---|---|---|---|---|---|"]
+             "| potential | dtype | checks passed | evaluations | CPU time (s) | wall time (s) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         rep = r["report"]
         n_eval = 1 + sum(c.evaluations for c in rep)

@@ -107,7 +107,7 @@ def test_every_check_has_a_negative_control():
 
 
 def test_errors_of_failures_are_far_from_their_tolerance(alloy_reports):
-    """A defect is not caught by luck: its error exceeds the tolerance by a factor (a correct potential is far below)."""
+    """A defect is not caught by luck: its error exceeds the tolerance by a factor; a correct potential is far below."""
     for defect, checks in FAILS.items():
         for name in checks:
             r = alloy_reports[defect][name]

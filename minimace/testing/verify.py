@@ -500,8 +500,9 @@ def check_stress_strain(ctx: _Context):
     norm = float(np.linalg.norm(S))
     scale = max(norm, FLOOR["stress"])
     sym = lambda m: 0.5 * (m + m.T)  # noqa: E731
-    directions = {"along stress": sym(S) / norm if norm > FLOOR["stress"] else _unit(sym(ctx.rng.standard_normal((3, 3)))),
-                  "random": _unit(sym(ctx.rng.standard_normal((3, 3))))}
+    random_strain = lambda: _unit(sym(ctx.rng.standard_normal((3, 3))))  # noqa: E731
+    directions = {"along stress": sym(S) / norm if norm > FLOOR["stress"] else random_strain(),
+                  "random": random_strain()}
     L = float(np.max(np.linalg.norm(cell, axis=1)))
     noise = ctx.noise
     h = _step(noise, V * scale, ctx.tolerance, 0.5 * LENGTH / L)
@@ -729,7 +730,8 @@ def verify(potential, atoms, checks=None, dtype=None, *, cutoff: Optional[float]
         error, details, info, *least = _CHECK_FUNCTIONS[name](ctx)
         if least and least[0] > tol and name not in (tolerances or {}):
             # the round-off of E limits what a finite difference can resolve: say so, and by how much
-            info += f"; tolerance raised from {tol:.0e} by the noise of E ({ctx.noise:.1e} eV: {pot.dtype}, |E| = {abs(energy):.3g} eV)"
+            info += (f"; tolerance raised from {tol:.0e} by the noise of E ({ctx.noise:.1e} eV: {pot.dtype}, "
+                     f"|E| = {abs(energy):.3g} eV)")
             tol = float(least[0])
         report.results[name] = CheckResult(name, float(error), float(tol), details, info,
                                            time.process_time() - t0, pot.evaluations - n0)
