@@ -11,7 +11,7 @@ import torch
 from minimace.radial import BesselBasis, PolynomialCutoff
 
 NOTES = r"""**Line ↔ equation**: `n` holds $n = 1..n_\text{bessel}$ (a row, so that `n * r` broadcasts to
-`[n_edges, num_bessel]`); `bessel` is $j_n(r)$ of Eq. (7); `envelope` is $f_p(x)$ with $x = r/r_c$, multiplied
+`[n_edges, num_bessel]`); `bessel` is $j_n(r)$ (the radial basis of Appendix A.5); `envelope` is $f_p(x)$ with $x = r/r_c$, multiplied
 by $[r < r_c]$ so that it is exactly zero beyond the cutoff."""
 
 
