@@ -39,6 +39,12 @@ def element_order(species: torch.Tensor, num_elements: int) -> tuple:
     return perm, inverse, counts
 
 
+def _index_rows(contraction, incompatible_keys=None) -> None:
+    """Recompute the nonzero rows of every U of a :class:`Contraction` (after a state dict replaced them)."""
+    for nu in range(1, contraction.correlation + 1):
+        setattr(contraction, f"rows_{nu}", contraction._nonzero_rows(contraction.U(nu)))
+
+
 class Contraction(torch.nn.Module):
     """m_{i,kLM} for one output irrep L (Eq. 11), all correlation orders ν = 1..N.
 
@@ -69,24 +75,40 @@ class Contraction(torch.nn.Module):
         for nu in range(1, self.correlation + 1):
             U = coupling_basis(lmax, nu, self.irrep_out.l, self.irrep_out.p, dtype=torch.float64)
             self.register_buffer(f"U_{nu}", U)  # float64 until the model is cast; cast when used
+            self.register_buffer(f"rows_{nu}", self._nonzero_rows(U), persistent=False)
             n_paths = U.shape[-1]
             self.weights.append(torch.nn.Parameter(torch.randn(num_elements, n_paths, num_channels) / max(n_paths, 1)))
+        # the nonzero rows of U follow U when a state dict (e.g. a checkpoint) replaces it
+        self.register_load_state_dict_post_hook(_index_rows)
 
     def U(self, nu: int) -> torch.Tensor:
         return getattr(self, f"U_{nu}")
+
+    @staticmethod
+    def _nonzero_rows(U: torch.Tensor) -> torch.Tensor:
+        """Indices of the nonzero rows (M, i_1..i_ν) of U^{(ν)} flattened to [M·d^ν, P]."""
+        return U.reshape(math.prod(U.shape[:-1]), U.shape[-1]).ne(0).any(dim=1).nonzero().squeeze(1)
 
     def set_U(self, nu: int, U: torch.Tensor) -> None:
         """Replace U^{(ν)} (e.g. by mace-torch's over-complete tensor) and resize W^{(ν)} to match."""
         old = self.U(nu)
         setattr(self, f"U_{nu}", U.to(old))
+        setattr(self, f"rows_{nu}", self._nonzero_rows(self.U(nu)))
         E, _, k = self.weights[nu - 1].shape
         self.weights[nu - 1] = torch.nn.Parameter(old.new_zeros(E, U.shape[-1], k))
 
-    def _T(self, nu: int) -> torch.Tensor:
-        """T^{(ν)} = U^{(ν)} · W^{(ν)}: [num_elements, k, (2L+1)·d^(ν-1), d]."""
-        W = self.weights[nu - 1]  # [E, P, k]
+    def _T(self, nu: int, elements: list) -> torch.Tensor:
+        """T^{(ν)} = U^{(ν)} · W^{(ν)} of the given elements: [len(elements), k, (2L+1)·d^(ν-1), d].
+
+        U is sparse (selection rules of the Clebsch–Gordan coefficients: for l_max = 3 about 10 % of its rows
+        (M, i_1..i_ν) are nonzero), so only its nonzero rows are multiplied; the other rows of T are zero.
+        """
+        W = self.weights[nu - 1][elements]  # [E', P, k]
         U = self.U(nu).to(W.dtype)  # [M, d.., P]
-        T = torch.einsum("qp,epk->ekq", U.reshape(math.prod(U.shape[:-1]), U.shape[-1]), W)  # [E, k, M·d^ν]
+        U = U.reshape(math.prod(U.shape[:-1]), U.shape[-1])  # [M·d^ν, P]
+        rows = getattr(self, f"rows_{nu}")  # [n_rows], the nonzero rows of U
+        T = W.new_zeros(W.shape[0], W.shape[2], U.shape[0])  # [E', k, M·d^ν]
+        T[:, :, rows] = torch.einsum("qp,epk->ekq", U[rows], W)
         return T.reshape(W.shape[0], W.shape[2], -1, self.d)
 
     def forward(self, A: torch.Tensor, species: torch.Tensor, element_order) -> torch.Tensor:
@@ -98,14 +120,17 @@ class Contraction(torch.nn.Module):
         """
         perm, inverse, counts = element_order
         n, k, d = A.shape
-        T = [self._T(nu) for nu in range(1, self.correlation + 1)]  # T[ν-1]: [E, k, M·d^(ν-1), d]
+        present = [e for e, n_e in enumerate(counts) if n_e > 0]
+        T = [self._T(nu, present) for nu in range(1, self.correlation + 1)]  # T[ν-1]: [E', k, M·d^(ν-1), d]
         parts = []
-        for e, A_e in enumerate(torch.split(A[perm], counts)):  # nodes of element e: [n_e, k, d]
+        A_sorted = torch.split(A[perm], [counts[e] for e in present])
+        for e, A_e in enumerate(A_sorted):  # nodes of the e-th element present: [n_e, k, d]
             c = torch.einsum("kqi,nki->nkq", T[-1][e], A_e)  # c^(N): [n_e, k, M·d^(N-1)]
             for nu in range(self.correlation - 1, 0, -1):
                 c = c.reshape(A_e.shape[0], k, T[nu - 1].shape[2], d)  # [n_e, k, M·d^(ν-1), d]
-                # c^(ν) = Σ_i (T^(ν) + c^(ν+1))_{..., i} A_i, the two terms contracted separately
-                c = torch.einsum("kqi,nki->nkq", T[nu - 1][e], A_e) + torch.einsum("nkqi,nki->nkq", c, A_e)
+                # c^(ν) = Σ_i (T^(ν) + c^(ν+1))_{..., i} A_i (a product and a sum: faster than a batched
+                # matrix-vector product of n_e·k tiny matrices)
+                c = ((T[nu - 1][e] + c) * A_e.unsqueeze(2)).sum(dim=-1)  # [n_e, k, M·d^(ν-1)]
             parts.append(c)  # [n_e, k, M]
         c = torch.cat(parts, dim=0)[inverse]  # [n_nodes, k, M]
         return c.reshape(A.shape[0], A.shape[1] * self.irrep_out.dim)  # [n_nodes, k·(2L+1)]

@@ -3,6 +3,8 @@
 - ``ConvTensorProduct.neighbour_sum`` = Σ_j of the per-edge tensor product ``ConvTensorProduct.forward``
   (Eq. 8 as written), values and gradients;
 - ``AtomicBasis.forward`` = the per-edge pipeline linear_up → R(r) → TP → Σ_j → linear / n̄ (→ W_z);
+- ``message.Contraction.forward`` (only the nonzero rows of U multiplied, absent elements skipped, the
+  recursion's steps as product-and-sum) = the recursion with the dense T of every node, values and dm/dA;
 - ``MACE.chunk_size`` (edge and atom chunks under gradient checkpointing) = no chunking: energies, forces,
   stress and training gradients.
 
@@ -175,3 +177,49 @@ def test_chunk_checker_fails_on_a_broken_chunked_path(monkeypatch):
     monkeypatch.setattr(AtomicBasis, "neighbour_sum", drops_short_chunks)
     with pytest.raises(AssertionError):
         check_chunking(model, 32, torch.float64)
+
+
+# ----------------------------------------------------------------------------- symmetric contraction
+def plain_message(c, A, species):
+    """Eq. 11 by the recursion of message.py with the dense T^{(ν)} = U^{(ν)} · W^{(ν)} of every element
+    gathered per node and batched matrix-vector products (no sparse rows, no element grouping)."""
+    n, k, d = A.shape
+    T = [torch.einsum("qp,epk->ekq", c.U(nu).reshape(-1, c.U(nu).shape[-1]), c.weights[nu - 1]).reshape(
+        c.weights[nu - 1].shape[0], k, -1, d)[species] for nu in range(1, c.correlation + 1)]  # [n, k, M·d^(ν-1), d]
+    m = torch.einsum("nkqi,nki->nkq", T[-1], A)
+    for nu in range(c.correlation - 1, 0, -1):
+        m = torch.einsum("nkqi,nki->nkq", T[nu - 1] + m.reshape(n, k, -1, d), A)
+    return m.reshape(n, -1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L", ["0e", "1o", "2e"])
+def test_contraction_equals_plain_form(dtype, L):
+    """Sparse rows of U, elements absent from the structure skipped, product-and-sum steps: same m and dm/dA."""
+    from minimace.message import Contraction, element_order
+
+    torch.manual_seed(0)
+    c = Contraction(3, L, 3, 4, 5).to(dtype)
+    species = torch.tensor([2, 0, 2, 2, 0])  # elements 1 and 3 absent
+    A = torch.randn(5, 5, 16, dtype=dtype, requires_grad=True)
+    out, ref = c(A, species, element_order(species, 4)), plain_message(c, A, species)
+    assert_close_rel(out, ref, TOL[dtype], "value")
+    probe = torch.randn(ref.shape, dtype=dtype)
+    g_out, g_ref = (torch.autograd.grad((x * probe).sum(), A)[0] for x in (out, ref))
+    assert_close_rel(g_out, g_ref, TOL[dtype], "gradient w.r.t. A")
+
+
+def test_contraction_rows_follow_a_loaded_U():
+    """The nonzero rows of U are recomputed when a state dict replaces U; negative control: stale rows differ."""
+    from minimace.message import Contraction, element_order
+
+    torch.manual_seed(0)
+    a, b = Contraction(2, "1o", 2, 2, 3).double(), Contraction(2, "1o", 2, 2, 3).double()
+    with torch.no_grad():
+        b.U_2.copy_(torch.randn_like(b.U_2))  # dense: every row nonzero
+    a.load_state_dict(b.state_dict())
+    species = torch.tensor([0, 1, 1])
+    A = torch.randn(3, 3, 9, dtype=torch.float64)
+    assert_close_rel(a(A, species, element_order(species, 2)), plain_message(b, A, species), TOL[torch.float64], "m")
+    a.rows_2 = Contraction(2, "1o", 2, 2, 3).rows_2  # stale rows of the exact U
+    assert (a(A, species, element_order(species, 2)) - plain_message(b, A, species)).abs().max() > 1e-3
