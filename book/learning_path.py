@@ -152,7 +152,9 @@ def exercises_toctree(root: Path = ROOT) -> str:
     lines = ["```{toctree}", ":hidden:", ":caption: Exercises", ""]
     if (root / "notebooks" / "exercises" / "README.md").exists():
         lines.append("../notebooks/exercises/README")
-    for path in sorted(root.glob(EXERCISES)):
+    # student before solution, exercise by exercise
+    for path in sorted(root.glob(EXERCISES), key=lambda p: (p.name.split("_")[0], p.stem.endswith("_solution"),
+                                                           p.name)):
         number, _, rest = path.stem.partition("_")
         name, _, kind = rest.rpartition("_")
         label = f"{number} {name.replace('_', ' ')} — {kind}" if name else path.stem.replace("_", " ")
@@ -183,12 +185,18 @@ def _source_read(app, docname: str, source: list[str]) -> None:
         source[0] = source[0].replace(EXERCISES_MARKER, exercises_toctree())
         return
     path = ROOT / f"{docname}.ipynb"
+    entry = execution_status().get(f"{docname}.ipynb")
     if path not in set(ROOT.glob(LESSONS)):
+        if entry and not entry.get("executed"):  # e.g. a student notebook: say why there are no outputs
+            nb = nbformat.reads(source[0], as_version=4)
+            index, _ = _header(nb)
+            nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(
+                f":::{{note}}\nThis page shows the notebook without outputs: {entry['why']}.\n:::", id="site-note"))
+            source[0] = nbformat.writes(nb)
         return
     nb = nbformat.reads(source[0], as_version=4)
     index, _ = _header(nb)
-    note = lesson_note(read_lesson(path), execution_status().get(f"{docname}.ipynb"), app.config.html_theme_options
-                       ["repository_url"])
+    note = lesson_note(read_lesson(path), entry, app.config.html_theme_options["repository_url"])
     nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(note, id="site-note"))
     source[0] = nbformat.writes(nb)
 
