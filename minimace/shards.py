@@ -210,11 +210,13 @@ class ShardDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def _file(self, shard: int):
-        if self._pid != os.getpid():  # HDF5 handles must not cross a fork
+    def _file(self, shard: int) -> dict:
+        """The datasets of one shard by name (opened once per process: HDF5 handles must not cross a fork)."""
+        if self._pid != os.getpid():
             self._files, self._pid = {}, os.getpid()
         if shard not in self._files:
-            self._files[shard] = _h5py().File(self.paths[shard], "r")
+            f = _h5py().File(self.paths[shard], "r")
+            self._files[shard] = {name: f[name] for name in f}
         return self._files[shard]
 
     def _locate(self, k: int) -> tuple[int, int]:
