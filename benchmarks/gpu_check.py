@@ -208,8 +208,8 @@ def part_speed(args) -> list[dict]:
             bound = 1e-10 if dtype == torch.float64 else 1e-4
             status = "ok" if d_e < bound else "fail"
             rows.append(row("speed", label, status, f"{t_mace:.1f} → {t_ours:.1f} ms ({t_ours / t_mace:.2f})",
-                            f"mace-torch → minimace; peak {mem_mace} → {mem_ours}; |ΔE|/|E| {d_e:.1e}, "
-                            f"max|ΔF| {d_f:.1e} eV/Å"))
+                            f"mace-torch → minimace; peak {mem_mace} → {mem_ours}; relative ΔE {d_e:.1e}, "
+                            f"largest ΔF {d_f:.1e} eV/Å"))
             if cueq is None:
                 rows.append(row("speed", label + ", mace-torch cuequivariance", "skip", "", why_cueq))
                 continue
@@ -218,7 +218,7 @@ def part_speed(args) -> list[dict]:
             t_cueq = time_median(run_cueq, args.device, repeat)
             rows.append(row("speed", label + ", mace-torch cuequivariance", "ok",
                             f"{t_cueq:.1f} ms (minimace / cueq {t_ours / t_cueq:.2f})",
-                            f"peak {peak_memory(args.device, run_cueq)}; |ΔE|/|E| vs e3nn {d_e:.1e}"))
+                            f"peak {peak_memory(args.device, run_cueq)}; relative ΔE vs e3nn {d_e:.1e}"))
     return rows
 
 
