@@ -5,7 +5,8 @@
 1. Every lesson (``notebooks/NN_*.ipynb``) and exercise solution (``notebooks/exercises/*_solution.ipynb``) found
    at build time is executed in quick mode (``MINIMACE_QUICK=1``, one thread per kernel, two kernels at a time) with its directory
    as working directory, as nbval runs it. Executed notebooks go into a jupyter-cache (``build/book/jupyter_cache``)
-   keyed by the hash of their code cells: a notebook whose code did not change is not executed again. The wall
+   keyed by the hash of their code cells: a notebook whose code did not change is not executed again, unless the
+   package (``minimace/``) changed, which empties the cache. The wall
    time of each execution is stored with it; the landing page shows it. Student notebooks are shown as handed
    out, without outputs (``NOT_EXECUTED``).
 2. A notebook that imports ``mace`` (the official implementation) runs in the second environment ``.venv-mace``
@@ -21,9 +22,11 @@ Any notebook that fails to execute fails the build, with its traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -130,13 +133,28 @@ def execute_one(path: str, kernel: str) -> tuple[str, dict, float, str | None]:
     return path, result.nb, result.time, result.exc_string
 
 
+def package_fingerprint(root: Path = ROOT) -> str:
+    """SHA-256 of the package's files: outputs computed by another version of minimace are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in (root / "minimace").rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def execute_all(paths: list[Path], workers: int = 2) -> dict:
-    """Execute the notebooks that the cache lacks; return the execution status of every notebook."""
+    """Execute the notebooks that the cache lacks; return the execution status of every notebook.
+
+    The cache is emptied when the package changed since it was filled (its key is the code of the notebook only).
+    """
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    cache = get_cache(str(CACHE))
     status = json.loads(STATUS.read_text()) if STATUS.exists() else {}
+    fingerprint = package_fingerprint()
+    if status.get("_package") != fingerprint:
+        shutil.rmtree(CACHE, ignore_errors=True)
+        status = {"_package": fingerprint}
+    cache = get_cache(str(CACHE))
     todo = []
     for path in paths:
         rel = str(path.relative_to(ROOT))

@@ -202,7 +202,8 @@ def _source_read(app, docname: str, source: list[str]) -> None:
 
 
 def _config_inited(app, config) -> None:
-    skipped = [path for path, entry in execution_status().items() if not entry.get("executed")]
+    skipped = [path for path, entry in execution_status().items()
+               if isinstance(entry, dict) and not entry.get("executed")]
     config.nb_execution_excludepatterns = list(config.nb_execution_excludepatterns) + skipped
 
 
