@@ -42,7 +42,7 @@ def element_order(species: torch.Tensor, num_elements: int) -> tuple:
 def _index_rows(contraction, incompatible_keys=None) -> None:
     """Recompute the nonzero rows of every U of a :class:`Contraction` (after a state dict replaced them)."""
     for nu in range(1, contraction.correlation + 1):
-        setattr(contraction, f"rows_{nu}", contraction._nonzero_rows(contraction.U(nu)))
+        contraction._set_rows(nu)
 
 
 class Contraction(torch.nn.Module):
@@ -75,7 +75,9 @@ class Contraction(torch.nn.Module):
         for nu in range(1, self.correlation + 1):
             U = coupling_basis(lmax, nu, self.irrep_out.l, self.irrep_out.p, dtype=torch.float64)
             self.register_buffer(f"U_{nu}", U)  # float64 until the model is cast; cast when used
-            self.register_buffer(f"rows_{nu}", self._nonzero_rows(U), persistent=False)
+            self.register_buffer(f"rows_{nu}", None, persistent=False)  # set by _set_rows
+            self.register_buffer(f"U_rows_{nu}", None, persistent=False)
+            self._set_rows(nu)
             n_paths = U.shape[-1]
             self.weights.append(torch.nn.Parameter(torch.randn(num_elements, n_paths, num_channels) / max(n_paths, 1)))
         # the nonzero rows of U follow U when a state dict (e.g. a checkpoint) replaces it
@@ -84,16 +86,20 @@ class Contraction(torch.nn.Module):
     def U(self, nu: int) -> torch.Tensor:
         return getattr(self, f"U_{nu}")
 
-    @staticmethod
-    def _nonzero_rows(U: torch.Tensor) -> torch.Tensor:
-        """Indices of the nonzero rows (M, i_1..i_ν) of U^{(ν)} flattened to [M·d^ν, P]."""
-        return U.reshape(math.prod(U.shape[:-1]), U.shape[-1]).ne(0).any(dim=1).nonzero().squeeze(1)
+    def _set_rows(self, nu: int) -> None:
+        """``rows_ν``: indices of the nonzero rows (M, i_1..i_ν) of U^{(ν)} flattened to [M·d^ν, P];
+        ``U_rows_ν``: those rows [n_rows, P]."""
+        U = self.U(nu)
+        U = U.reshape(math.prod(U.shape[:-1]), U.shape[-1])  # [M·d^ν, P]
+        rows = U.ne(0).any(dim=1).nonzero().squeeze(1)
+        setattr(self, f"rows_{nu}", rows)
+        setattr(self, f"U_rows_{nu}", U[rows])
 
     def set_U(self, nu: int, U: torch.Tensor) -> None:
         """Replace U^{(ν)} (e.g. by mace-torch's over-complete tensor) and resize W^{(ν)} to match."""
         old = self.U(nu)
         setattr(self, f"U_{nu}", U.to(old))
-        setattr(self, f"rows_{nu}", self._nonzero_rows(self.U(nu)))
+        self._set_rows(nu)
         E, _, k = self.weights[nu - 1].shape
         self.weights[nu - 1] = torch.nn.Parameter(old.new_zeros(E, U.shape[-1], k))
 
@@ -104,11 +110,9 @@ class Contraction(torch.nn.Module):
         (M, i_1..i_ν) are nonzero), so only its nonzero rows are multiplied; the other rows of T are zero.
         """
         W = self.weights[nu - 1][elements]  # [E', P, k]
-        U = self.U(nu).to(W.dtype)  # [M, d.., P]
-        U = U.reshape(math.prod(U.shape[:-1]), U.shape[-1])  # [M·d^ν, P]
-        rows = getattr(self, f"rows_{nu}")  # [n_rows], the nonzero rows of U
-        T = W.new_zeros(W.shape[0], W.shape[2], U.shape[0])  # [E', k, M·d^ν]
-        T[:, :, rows] = torch.einsum("qp,epk->ekq", U[rows], W)
+        rows, U_rows = getattr(self, f"rows_{nu}"), getattr(self, f"U_rows_{nu}")  # nonzero rows of U: [n_rows, P]
+        T = W.new_zeros(W.shape[0], W.shape[2], math.prod(self.U(nu).shape[:-1]))  # [E', k, M·d^ν]
+        T[:, :, rows] = torch.einsum("qp,epk->ekq", U_rows.to(W.dtype), W)
         return T.reshape(W.shape[0], W.shape[2], -1, self.d)
 
     def forward(self, A: torch.Tensor, species: torch.Tensor, element_order) -> torch.Tensor:
