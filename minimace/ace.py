@@ -8,9 +8,9 @@ fitted by (ridge) linear least squares on energies and forces.
 
 The basis, stage by stage:
 
-* one-particle basis (Eq. 7):  φ_{nzlm}(r_ij, z_j) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} — Bessel functions times the
+* one-particle basis (Eq. 9): φ_{nzlm}(r_ij, z_j) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} — Bessel functions times the
   polynomial envelope (``radial.py``), one channel k = (n, z) per radial index and neighbour element;
-* atomic basis (Eq. 8):        A_{i,nzlm} = Σ_{j ∈ N(i)} φ_{nzlm}(r_ij, z_j);
+* atomic basis (Eq. 9):        A_{i,nzlm} = Σ_{j ∈ N(i)} φ_{nzlm}(r_ij, z_j);
 * B-functions (Eq. 10, L = 0): for a multiset of labels v_ξ = (n_ξ, z_ξ, l_ξ), ξ = 1..ν,
   B_{i,η} = Σ_m C^{00}_{η, v m} Π_ξ A_{i, v_ξ m_ξ}, with ``symmetric.coupling_block`` giving the coupling
   coefficients symmetric under permutations of equal labels (so each B-function appears once).
@@ -260,7 +260,7 @@ class ACEBasis(torch.nn.Module):
         return torch.cat(T[: self.n_max], dim=-1) * self.cutoff(lengths)  # [n_edges, n_max]
 
     def edge_basis(self, vectors, species_i, species_j) -> torch.Tensor:
-        """One-particle basis φ_{(n, z), lm}(r_ij) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} of every edge (Eq. 7).
+        """One-particle basis φ_{(n, z), lm}(r_ij) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} of every edge (the summand of Eq. 9).
 
         ``vectors`` [n_edges, 3] (r_j − r_i + shift), element indices of the centre and the neighbour
         [n_edges] -> [n_edges, n_max * n_elements, (l_max + 1)²], channel k = n * n_elements + z_j.
@@ -274,7 +274,7 @@ class ACEBasis(torch.nn.Module):
         return phi.reshape(len(vectors), -1, Y.shape[-1])  # [n_edges, n_max * n_el, d]
 
     def atomic_basis(self, positions, atomic_numbers, edge_index, shifts) -> torch.Tensor:
-        """A_{i, (n, z), lm} = Σ_j R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} (Eq. 8): [n_atoms, n_max * n_elements, d]."""
+        """A_{i, (n, z), lm} = Σ_j R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} (Eq. 9): [n_atoms, n_max * n_elements, d]."""
         i, j = edge_index
         vectors = positions[j] - positions[i] + shifts  # [n_edges, 3]
         species = self.z_to_index[atomic_numbers]  # [n_atoms]

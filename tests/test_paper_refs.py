@@ -26,13 +26,6 @@ N_EQUATIONS = 13
 # Files of other engineers' changes of issue 12 whose references are being fixed there. Checked all the same;
 # while they still fail, the failure is reported as an expected failure naming the problems. Remove a file from
 # this set once its references agree with the table.
-PENDING = {
-    "minimace/ace.py", "notebooks/04_linear_ACE.py",
-    "minimace/exercises/ex01_radial.py", "minimace/exercises/ex02_spherical_harmonics.py",
-    "minimace/exercises/ex04_atomic_basis.py", "minimace/exercises/ex05_power_spectrum.py",
-    "notebooks/exercises/source/ex01_radial.py",
-}
-
 MACE_MARKERS = ("MACE", "Batatia", "2206.07697", "paper")
 OTHER_PAPERS = ("DimeNet", "Klicpera", "Drautz", "PRB", "Bartók", "Kondor", "Shapeev", "Thompson", "Behler",
                 "Nigam", "Dusson")
@@ -200,8 +193,6 @@ def test_lesson_sections_exist():
 @pytest.mark.parametrize("key", cited_files())
 def test_references_agree_with_the_table(key):
     problems = check_text(key, (ROOT / key).read_text())
-    if problems and key in PENDING:
-        pytest.xfail("being fixed by another change of issue 12: " + "; ".join(problems))
     assert not problems, "\n".join(problems)
 
 
