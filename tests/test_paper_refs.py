@@ -23,9 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "docs" / "paper_equations.md"
 N_EQUATIONS = 13
 
-# Files of other engineers' changes of issue 12 whose references are being fixed there. Checked all the same;
-# while they still fail, the failure is reported as an expected failure naming the problems. Remove a file from
-# this set once its references agree with the table.
 MACE_MARKERS = ("MACE", "Batatia", "2206.07697", "paper")
 OTHER_PAPERS = ("DimeNet", "Klicpera", "Drautz", "PRB", "Bartók", "Kondor", "Shapeev", "Thompson", "Behler",
                 "Nigam", "Dusson")
