@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import minimace
-from minimace.ace import RECIPE, ACEBasis, LinearACE, design_matrix, mae_report
+from minimace.ace import PUBLISHED_RECIPE, ACEBasis, LinearACE, design_matrix, mae_report
 from minimace.data import DataError
 from minimace.datasets import bundled, bundled_e0s, load_shared, shared_e0s
 from minimace.graph import batch_graphs
@@ -60,10 +60,10 @@ QUICK = os.environ.get("MINIMACE_QUICK", "0") == "1"
 dtype = torch.float64
 torch.manual_seed(0)
 r_max = 5.0
-# quick mode (CI): a small basis and few configurations; full mode: the recipe of `python -m minimace.ace` and the
+# quick mode (CI): a small basis and few configurations; full mode: the published-fit recipe (`PUBLISHED_RECIPE`) and the
 # rMD17 protocol (950 + 50 configurations)
 SMALL = dict(n_max=5, l_max=3, max_degree=(5, 5, 4.5), radial="agnesi", r_0=None, l_weight=1.5)
-BASIS = SMALL if QUICK else {k: v for k, v in RECIPE.items() if k != "r_max"}
+BASIS = SMALL if QUICK else {k: v for k, v in PUBLISHED_RECIPE.items() if k != "r_max"}
 N_TRAIN, N_VALID, N_TEST = (60, 10, 50) if QUICK else (950, 50, 1000)
 
 # %% [markdown]
@@ -220,7 +220,7 @@ print(assert_model_equivariant(model, batch_graphs(test[:2]), atol=1e-9))
 # %% [markdown]
 # ## 7. The full-size fits next to the published numbers
 #
-# The rMD17 protocol (950 train + 50 validation, the recipe basis) is a command, not a notebook cell:
+# The rMD17 protocol (950 train + 50 validation, the default basis of the command) is a command, not a notebook cell:
 #
 # ```
 # python -m minimace.ace ethanol --json benchmarks/results_ace_ethanol.json
@@ -241,7 +241,7 @@ for molecule in ("ethanol", "aspirin"):
     path = results_dir / f"results_ace_{molecule}.json"
     if path.is_file():
         res = json.loads(path.read_text())
-        print(f"{molecule:9s} {'minimace linear ACE (this recipe)':36s} {res['test_E_MAE_meV']:12.2f} "
+        print(f"{molecule:9s} {'minimace linear ACE (defaults)   ':36s} {res['test_E_MAE_meV']:12.2f} "
               f"{res['test_F_MAE_meV_per_A']:14.2f} {res['n_basis']:13d}")
     else:
         print(f"{molecule:9s} {'minimace linear ACE':36s}   (no {path.name}: run the command above)")
