@@ -69,7 +69,7 @@ def run_mode(configs, mode: str, device, dtype_name: str, hidden: str, batch_siz
              budget: int | None = None) -> dict:
     """Train ``epochs`` epochs with fixed batches (``mode="fixed"``) or an edge budget; statistics of the run."""
     sys.path.insert(0, str(HERE))
-    from common_minimace import minimace_model
+    from common_minimace import minimace_model, proc_status_gib
 
     from minimace.data import num_edges
     from minimace.train import TrainConfig, epoch_batches
@@ -83,7 +83,7 @@ def run_mode(configs, mode: str, device, dtype_name: str, hidden: str, batch_siz
     if str(device).startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    rss_before = _status("VmRSS")
+    rss_before = proc_status_gib("VmRSS")
     steps, seconds, per_batch = 0, 0.0, []
     for epoch in range(epochs):
         batches = epoch_batches(config, n_edges, epoch)
@@ -96,21 +96,13 @@ def run_mode(configs, mode: str, device, dtype_name: str, hidden: str, batch_siz
             "steps": steps, "seconds": seconds, "structures_per_s": epochs * len(graphs) / seconds,
             "max_edges": max(per_batch), "mean_edges": float(np.mean(per_batch)), "std_edges": float(np.std(per_batch)),
             "largest_structure": int(n_edges.max()),
-            "peak_gpu": peak_gpu, "rss_before_gib": rss_before, "peak_rss_gib": _status("VmHWM")}
+            "peak_gpu": peak_gpu, "rss_before_gib": rss_before, "peak_rss_gib": proc_status_gib("VmHWM")}
 
 
 def compare(configs, device, dtype_name: str = "float32", hidden: str = "32x0e+32x1o", batch_size: int = 8,
             epochs: int = 1) -> list[dict]:
     """Both modes in this process (GPU peaks are per mode; CPU peaks are not: see the processes of ``main``)."""
     return [run_mode(configs, mode, device, dtype_name, hidden, batch_size, epochs) for mode in ("fixed", "edges")]
-
-
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def main():

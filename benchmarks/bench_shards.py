@@ -29,14 +29,6 @@ R_MAX = 4.0
 BUDGET = 5000  # edges per batch
 
 
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def generate(n: int, seed: int = 0) -> list:
     """``n`` rattled small molecules with random energies and forces (``minimace.data.Configuration``)."""
     from ase.build import molecule
@@ -67,12 +59,14 @@ def write(size: int, folder: Path) -> dict:
 
 def epoch(folder: Path, in_memory: bool) -> dict:
     """One training epoch from the shards (or from all graphs held in a list); memory before and at peak."""
+    sys.path.insert(0, str(HERE))
+    from common_minimace import proc_status_gib
     from minimace.graph import batch_graphs
     from minimace.model import MACE
     from minimace.shards import ShardDataset
     from minimace.train import TrainConfig, epoch_batches, loss_terms, weighted_loss
 
-    rss_start = _status("VmRSS")
+    rss_start = proc_status_gib("VmRSS")
     data = ShardDataset(folder, "train")
     n_edges = data.n_edges
     if in_memory:
@@ -83,7 +77,7 @@ def epoch(folder: Path, in_memory: bool) -> dict:
                  atomic_energies=[-13.6, -1029.0, -1485.0, -2042.0])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = epoch_batches(TrainConfig(max_edges_per_batch=BUDGET), n_edges, epoch=0)
-    rss_before = _status("VmRSS")
+    rss_before = proc_status_gib("VmRSS")
     t0, seen = time.perf_counter(), 0
     for chunk in batches:
         batch = batch_graphs([data[k] for k in chunk])
@@ -94,7 +88,8 @@ def epoch(folder: Path, in_memory: bool) -> dict:
         seen += len(chunk)
     assert seen == len(n_edges)
     return {"steps": len(batches), "epoch_s": time.perf_counter() - t0, "rss_start_gib": rss_start,
-            "rss_before_epoch_gib": rss_before, "peak_rss_gib": _status("VmHWM"), "rss_end_gib": _status("VmRSS")}
+            "rss_before_epoch_gib": rss_before, "peak_rss_gib": proc_status_gib("VmHWM"),
+            "rss_end_gib": proc_status_gib("VmRSS")}
 
 
 def _worker(args) -> dict:

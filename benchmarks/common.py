@@ -19,6 +19,7 @@ from e3nn import o3
 from mace.modules import MACE as MaceMACE
 from mace.modules import RealAgnosticInteractionBlock, RealAgnosticResidualInteractionBlock
 
+from common_minimace import proc_status_gib  # noqa: E402  (one reader of /proc/self/status)
 from minimace.graph import atoms_to_graph, batch_graphs
 from minimace.interop import from_mace_torch
 
@@ -161,15 +162,6 @@ def median_times(fns: dict, repeat: int = 7, warmup: int = 2) -> dict:
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
-
-
-def proc_status_gib(key: str) -> float:
-    """A memory line of /proc/self/status (``"VmHWM"`` peak resident, ``"VmRSS"`` current resident), GiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def peak_rss_gib() -> float:

@@ -30,3 +30,12 @@ def ethanol():
     atoms = molecule("CH3CH2OH")
     atoms.positions += 0.05 * np.random.default_rng(0).standard_normal(atoms.positions.shape)
     return atoms
+
+
+def proc_status_gib(key: str) -> float:
+    """A memory line of /proc/self/status (``"VmHWM"`` peak resident, ``"VmRSS"`` current resident), GiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"no {key} in /proc/self/status")
