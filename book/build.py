@@ -127,7 +127,9 @@ def execute_one(path: str, kernel: str) -> tuple[str, dict, float, str | None]:
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = nbformat.read(path, as_version=4)
-    os.environ.update(kernel_environment())
+    env = kernel_environment()
+    os.environ.clear()  # the kernel's environment exactly: update() alone would keep CI's MPLBACKEND=Agg (no plots)
+    os.environ.update(env)
     result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT, allow_errors=False,
                                  kernel_name=kernel)
     return path, result.nb, result.time, result.exc_string
