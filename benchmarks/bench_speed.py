@@ -19,8 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
-from common import (DATA, HPARAMS, STRUCTURES, both_models, mace_batch, median_times, minimace_batch,  # noqa: E402
+from common import (HPARAMS, STRUCTURES, both_models, mace_batch, median_times, minimace_batch,  # noqa: E402
                     run_mace, run_ours)
+
+from minimace.datasets import require  # noqa: E402
 
 
 def agreement(mm, ours, batch, mb) -> tuple[float, float]:
@@ -35,7 +37,7 @@ def train_steps(mm, ours, dtype):
     """Closures doing one training step each (batch of 10 ethanol configurations)."""
     import ase.io
 
-    frames = ase.io.read(DATA / "botnet_ethanol" / "train.xyz", index=":10")
+    frames = ase.io.read(require("botnet_ethanol") / "botnet_ethanol" / "train.xyz", index=":10")
     batch = minimace_batch(frames, dtype)
     batch["energy"] = torch.tensor([a.get_potential_energy() for a in frames], dtype=dtype)
     batch["forces"] = torch.tensor(

@@ -7,10 +7,8 @@ initialisation and converted with :func:`minimace.interop.from_mace_torch`.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from pathlib import Path
 
 import mace  # noqa: F401  (before e3nn.o3)
 import numpy as np
@@ -20,13 +18,12 @@ from mace.modules import MACE as MaceMACE
 from mace.modules import RealAgnosticInteractionBlock, RealAgnosticResidualInteractionBlock
 
 from common_minimace import proc_status_gib  # noqa: E402  (one reader of /proc/self/status)
+from minimace.datasets import require
 from minimace.graph import atoms_to_graph, batch_graphs
 from minimace.interop import from_mace_torch
 
 Z = [1, 6, 7, 8]  # H, C, N, O
 E0 = [-13.587, -1029.489, -1484.981, -2041.982]
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("MINIMACE_DATA", REPO.parent / "shared" / "data"))
 
 #: the hyperparameters of the targets (docs/performance.md)
 HPARAMS = dict(r_max=5.0, num_bessel=8, num_polynomial_cutoff=5, max_ell=3, correlation=3, num_interactions=2,
@@ -73,7 +70,7 @@ def bpa3():
     """A 27-atom 3BPA configuration (first frame of botnet_3bpa/train_300K.xyz)."""
     import ase.io
 
-    return ase.io.read(DATA / "botnet_3bpa" / "train_300K.xyz", index=0)
+    return ase.io.read(require("botnet_3bpa") / "botnet_3bpa" / "train_300K.xyz", index=0)
 
 
 def water_box(n_molecules: int = 64, density: float = 1.0, seed: int = 0, d_min: float = 2.5):
