@@ -18,17 +18,17 @@ The basis, stage by stage:
   Σ_ξ (n_ξ + 1 + l_ξ) <= max_degree[ν - 1] ("sparse" ACE). ν = 0 is the constant (one-body) term.
 
 Forces are linear in the same coefficients: F = −∂E/∂r = −Σ c ∂B/∂r. The rows −∂B/∂r of the least-squares
-system come from forward-mode automatic differentiation (``torch.func.jvp``), one tangent per Cartesian
-coordinate of an atom, for all configurations of a batch at once (configurations are disconnected graphs).
+system come from the product rule at the level of the atomic basis (:func:`design_matrix`; the forward-mode
+automatic-differentiation version :func:`design_matrix_jvp` is the reference it is tested against).
 
 Command line (rMD17 protocol from the shared data folder: 950 train + 50 validation, test set)::
 
-    python -m minimace.ace ethanol                       # n_max 8, l_max 3, degrees (8, 12, 10): 8754 coefficients
-    python -m minimace.ace aspirin --n-test 200 --max-degree 8 10 8   # a smaller basis (3573 coefficients)
+    python -m minimace.ace ethanol                       # n_max 12, l_max 4, degrees (12, 12, 11): 13335 coefficients
+    python -m minimace.ace aspirin --n-test 200 --max-degree 8 10 8   # a smaller basis
 
-Limitations: the fit forms the normal matrix of size (n_elements · num_basis)², and the force rows cost one
-forward-mode pass per Cartesian coordinate of the largest structure in a batch — fine for molecules of tens of
-atoms, slow for large periodic cells.
+Limitations: the fit forms the normal matrix of size (n_elements · num_basis)² (two of them, then the regularised
+matrix and its in-place Cholesky factor): 13335 coefficients need about 3 GiB; the cost of the force rows grows
+with edges × coefficients — fine for molecules of tens of atoms, slow for large periodic cells.
 """
 
 from __future__ import annotations
@@ -409,6 +409,41 @@ def design_matrix_jvp(basis: ACEBasis, batch: dict, forces: bool, chunk_size: in
     return X, J
 
 
+def _symmetric(lower: np.ndarray, block: int = 1024) -> torch.Tensor:
+    """The symmetric matrix whose lower triangle a Fortran-ordered ``syrk`` output holds, filled in place.
+
+    Returned as a C-ordered tensor sharing the memory (the transpose of a symmetric matrix is itself).
+    """
+    n = len(lower)
+    for r0 in range(0, n, block):
+        r1 = min(r0 + block, n)
+        lower[r0:r1, r1:] = lower[r1:, r0:r1].T  # the strictly upper part right of the diagonal block
+        diag = lower[r0:r1, r0:r1]
+        upper = np.triu_indices(r1 - r0, 1)
+        diag[upper] = diag.T[upper]
+    return torch.from_numpy(lower.T)
+
+
+def _regularised_solve(G: torch.Tensor, b: torch.Tensor, penalty: torch.Tensor, work: torch.Tensor):
+    """c = (G + diag(penalty))⁻¹ b by Cholesky (LAPACK potrf/potrs), or None if not positive definite.
+
+    The matrix is scaled to unit diagonal first (Jacobi: the solution is unchanged, the factorisation accurate)
+    and factorised in place in ``work`` ([n, n], overwritten), so the solve needs no memory beyond it.
+    """
+    from scipy.linalg.lapack import dpotrf, dpotrs
+
+    d = (G.diagonal() + penalty).sqrt()  # [n]
+    torch.div(G, d[:, None], out=work)
+    work /= d[None, :]
+    work.diagonal().add_(penalty / d**2)
+    # a symmetric C-ordered matrix is its own transpose in Fortran order: factorise it where it lies
+    L, info = dpotrf(work.numpy().T, lower=1, overwrite_a=1, clean=0)
+    if info != 0:
+        return None
+    x, info = dpotrs(L, (b / d).numpy(), lower=1)
+    return None if info != 0 else torch.from_numpy(x) / d
+
+
 PRIORS = ("smoothness", "ridge", "scaled_smoothness")
 
 
@@ -465,16 +500,22 @@ class LinearACE:
         Returns ``{"GE", "bE", "GF", "bF"}``: G_E = Σ X^T X / n_atoms, b_E = Σ X^T (E − ΣE0) / n_atoms over the
         configurations, G_F = Σ J^T J, b_F = Σ J^T F over the force components ([n_feat, n_feat] and [n_feat]).
         With weights w_E, w_F the weighted problem is G = w_E² G_E + w_F² G_F, b = w_E² b_E + w_F² b_F.
+        The Gram matrices are updated by BLAS ``syrk`` (one triangle: half the flops of ``J.T @ J``).
         """
-        out = None
+        from scipy.linalg.blas import dsyrk
+
+        GE = GF = bE = bF = None
         for X, y_e, J, y_f in self._blocks(graphs, batch_size):
-            parts = {"GE": X.T @ X, "bE": X.T @ y_e, "GF": J.T @ J, "bF": J.T @ y_f}
-            if out is None:
-                out = parts
-            else:
-                for key, value in parts.items():
-                    out[key] += value
-        return out
+            if GE is None:
+                n = X.shape[1]
+                GE, GF = np.zeros((n, n), order="F"), np.zeros((n, n), order="F")  # lower triangles
+                bE, bF = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+            # a C-ordered [rows, n] matrix is its transpose in Fortran order: syrk(Jᵀ) = Jᵀ J
+            GE = dsyrk(1.0, X.numpy().T, beta=1.0, c=GE, lower=1, overwrite_c=1)
+            GF = dsyrk(1.0, J.numpy().T, beta=1.0, c=GF, lower=1, overwrite_c=1)
+            bE += X.T @ y_e
+            bF += J.T @ y_f
+        return {"GE": _symmetric(GE), "bE": bE, "GF": _symmetric(GF), "bF": bF}
 
     def validation_rows(self, graphs, batch_size=50) -> dict:
         """The validation design matrix (energy rows / sqrt(n_atoms), force rows) and targets, concatenated."""
@@ -487,10 +528,11 @@ class LinearACE:
         ``"smoothness"``: Γ_η ∝ γ_η (:meth:`ACEBasis.smoothness`), the features in their own units;
         ``"ridge"``: Γ²_η = G_ηη (ridge on unit-normalised columns); ``"scaled_smoothness"``: Γ²_η = G_ηη γ²_η.
         ``columns``: boolean mask of the features that ``normal`` holds (a sub-basis), default all.
+        Only the diagonals of ``normal["GE"]``, ``normal["GF"]`` are used (matrices or their diagonals).
         """
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        diag = (normal["GE"] + normal["GF"]).diagonal()
+        diag = sum(g if g.dim() == 1 else g.diagonal() for g in (normal["GE"], normal["GF"]))  # diagonals or matrices
         gamma2 = self.basis.smoothness(prior_p).repeat(len(self.basis.atomic_numbers)) ** 2  # [n_feat]
         if columns is not None:
             gamma2 = gamma2[columns]
@@ -506,40 +548,41 @@ class LinearACE:
         return reg
 
     def solve(self, normal, valid, energy_weight=30.0, forces_weight=1.0, lambdas=None, prior="smoothness",
-              prior_p=4.0, columns=None, return_all=False):
+              prior_p=4.0, columns=None, return_all=False, overwrite=False):
         """Coefficients for every λ by a Cholesky factorisation of (G + λ Γ²), λ chosen on the validation rows.
 
         The matrix is symmetrically scaled to unit diagonal before the factorisation (a Jacobi
         preconditioner: the solution is unchanged and the factorisation is accurate); a λ for which it is
         not positive definite in floating point is skipped. The validation loss is the weighted squared
         residual of the validation configurations, the same loss as the fit. ``columns``: see
-        :meth:`regulariser`; ``return_all``: also return the solution of every λ (``info["solutions"]``).
+        :meth:`regulariser`; ``return_all``: also return the solution of every λ (``info["solutions"]``);
+        ``overwrite``: form G in the memory of ``normal["GF"]`` and drop ``normal["GE"]`` (peak memory two
+        n_feat² matrices: G and the factorisation's work buffer).
         """
         lambdas = [float(lam) for lam in (lambdas if lambdas is not None else 10.0 ** np.arange(-12.0, -1.0))]
         we2, wf2 = energy_weight**2, forces_weight**2
-        G = we2 * normal["GE"] + wf2 * normal["GF"]
         b = we2 * normal["bE"] + wf2 * normal["bF"]
-        reg = self.regulariser({"GE": we2 * normal["GE"], "GF": wf2 * normal["GF"]}, prior, prior_p, columns)
+        weighted = {"GE": we2 * normal["GE"].diagonal(), "GF": wf2 * normal["GF"].diagonal()}  # diagonals suffice
+        reg = self.regulariser(weighted, prior, prior_p, columns)
+        if overwrite:
+            G = normal["GF"].mul_(wf2).add_(normal.pop("GE"), alpha=we2)
+        else:
+            G = torch.add(normal["GF"] * wf2, normal["GE"], alpha=we2)
         scores, errors, solutions = [], [], []
+        work = torch.empty_like(G)  # one n_feat² buffer, factorised in place for every λ
         for lam in lambdas:
-            M = G + lam * torch.diag(reg)
-            d = M.diagonal().sqrt()
-            M /= d[:, None]
-            M /= d[None, :]
-            L, info = torch.linalg.cholesky_ex(M)
-            del M
-            if int(info) != 0:
+            c = _regularised_solve(G, b, lam * reg, work)
+            if c is None:
                 scores.append(float("inf"))
                 errors.append(None)
                 solutions.append(None)
                 continue
-            c = torch.cholesky_solve((b / d)[:, None], L)[:, 0] / d
-            del L
             rE, rF = valid["XE"] @ c - valid["yE"], valid["XF"] @ c - valid["yF"]
             scores.append(we2 * float((rE**2).sum()) + wf2 * float((rF**2).sum()))
             errors.append({"E_rmse_meV_per_sqrt_atom": 1000 * float(rE.pow(2).mean().sqrt()),
                            "F_rmse_meV_per_A": 1000 * float(rF.pow(2).mean().sqrt())})
             solutions.append(c)
+        del work
         if all(s == float("inf") for s in scores):
             raise RuntimeError("the normal matrix is not positive definite for any λ tried; use larger lambdas")
         best = int(np.argmin(scores))
@@ -578,7 +621,8 @@ class LinearACE:
         normal = self.normal_equations(train_graphs, batch_size)
         valid = self.validation_rows(valid_graphs, batch_size)
         t_design = time.perf_counter() - start
-        c, info = self.solve(normal, valid, energy_weight, forces_weight, lambdas, prior, prior_p)
+        c, info = self.solve(normal, valid, energy_weight, forces_weight, lambdas, prior, prior_p, overwrite=True)
+        del normal
         self.coefficients = c.reshape(len(self.basis.atomic_numbers), -1)  # [n_el, num_basis]
         self.fit_info = {**info, "num_features": int(c.shape[0]), "design_seconds": t_design,
                          "total_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
@@ -683,8 +727,9 @@ RMD17 = {"ethanol": "botnet_ethanol", "aspirin": "rmd17_aspirin"}  # molecule ->
 
 # the defaults of the command line: the best settings measured on rMD17 ethanol (docs/linear_ace.md): body order 4,
 # Bessel radial basis, degree n + 1 + l, ridge prior
-RECIPE = dict(r_max=5.0, n_max=8, l_max=3, max_degree=(8, 12, 10), radial="bessel", r_0=1.0, l_weight=1.0)
-FIT = dict(energy_weight=30.0, forces_weight=1.0, prior="ridge", prior_p=4.0)
+RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 12, 11), radial="bessel", r_0=1.0, l_weight=1.0)
+FIT = dict(energy_weight=30.0, forces_weight=1.0, prior="ridge", prior_p=4.0,
+           lambdas=tuple(float(lam) for lam in 10.0 ** np.arange(-13.0, -5.0)))  # λ relative to mean(diag G)
 # the recipe of the published fits (ACEpotentials' defaults): total degree with w_L = 1.5, Agnesi-transformed radial
 # basis with one r_0 per element pair, algebraic smoothness prior p = 4 — measured worse here so far
 PUBLISHED_RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 11, 9), radial="agnesi", r_0=None,
@@ -787,7 +832,7 @@ def main(argv=None):
     parser.add_argument("--forces-weight", type=float, default=FIT["forces_weight"])
     parser.add_argument("--prior", choices=PRIORS, default=FIT["prior"])
     parser.add_argument("--prior-p", type=float, default=FIT["prior_p"])
-    parser.add_argument("--lambdas", type=float, nargs="+", default=None)
+    parser.add_argument("--lambdas", type=float, nargs="+", default=list(FIT["lambdas"]))
     parser.add_argument("--json", help="write the test errors, basis size and fit time to this JSON file")
     parser.add_argument("--save", help="write the fitted model here (LinearACE.load / ACECalculator)")
     args = parser.parse_args(argv)

@@ -92,13 +92,13 @@ def test_fit_recovers_a_linear_ace_model(ethanol):
     truth = LinearACE([1, 6, 8], e0s={1: -13.6, 6: -1025.3, 8: -2035.6}, **SMALL)
     torch.manual_seed(0)
     truth.coefficients = 1e-3 * torch.randn(3, truth.basis.num_basis, dtype=torch.float64)
-    graphs = [dict(g) for g in ethanol[:40]]
+    graphs = [dict(g) for g in ethanol[:70]]  # 60 fitted: more rows than a near-singular 30 would give
     for g in graphs:
         out = truth(g)
         g["energy"], g["forces"] = out["energy"], out["forces"]
-    model = LinearACE([1, 6, 8], e0s=truth.e0s, **SMALL).fit(graphs[:30], graphs[30:], lambdas=[1e-14, 1e-12],
+    model = LinearACE([1, 6, 8], e0s=truth.e0s, **SMALL).fit(graphs[:60], graphs[60:], lambdas=[1e-14, 1e-12],
                                                       prior="ridge")
-    pred, ref = model.predict(graphs[30:]), batch_graphs(graphs[30:])
+    pred, ref = model.predict(graphs[60:]), batch_graphs(graphs[60:])
     assert (pred["energy"] - ref["energy"]).abs().max() < 1e-6
     assert (pred["forces"] - ref["forces"]).abs().max() < 1e-6
     # the predictions through autograd (__call__, predict) agree with the design-matrix rows of the fit
@@ -263,3 +263,22 @@ def test_product_rule_force_rows_match_autodiff(ethanol, system):
     assert (X - X_ref).abs().max() < 1e-10 * (1 + X_ref.abs().max())
     assert (J - J_ref).abs().max() < 1e-10 * (1 + J_ref.abs().max())
     assert (J.reshape(-1) - J_ref.reshape(-1).flip(0)).abs().max() > 1e-3  # the comparison can fail
+
+
+def test_regularised_solve_in_place_cholesky():
+    """The in-place LAPACK solve equals a dense solve, and reports an indefinite matrix instead of solving it."""
+    from minimace.ace import _regularised_solve, _symmetric
+
+    torch.manual_seed(1)
+    A = torch.randn(300, 40, dtype=torch.float64)
+    G, b, penalty = A.T @ A, torch.randn(40, dtype=torch.float64), torch.full((40,), 1e-3, dtype=torch.float64)
+    c = _regularised_solve(G, b, penalty, torch.empty_like(G))
+    assert torch.allclose(c, torch.linalg.solve(G + torch.diag(penalty), b), rtol=1e-10, atol=1e-12)
+    indefinite = G - 2 * torch.linalg.eigvalsh(G)[0].abs() * torch.eye(40, dtype=torch.float64) - 1.0
+    assert _regularised_solve(indefinite, b, 0 * penalty, torch.empty_like(G)) is None
+    # the syrk triangle made whole: the lower triangle of A^T A (Fortran order) becomes the full matrix
+    from scipy.linalg.blas import dsyrk
+
+    lower = dsyrk(1.0, A.numpy().T, lower=1)
+    assert torch.equal(_symmetric(lower, block=7), _symmetric(dsyrk(1.0, A.numpy().T, lower=1), block=64))
+    assert torch.allclose(_symmetric(dsyrk(1.0, A.numpy().T, lower=1), block=7), G, rtol=1e-13, atol=1e-12)
