@@ -9,6 +9,10 @@
    package (``minimace/``) changed, which empties the cache. The wall
    time of each execution is stored with it; the landing page shows it. Student notebooks are shown as handed
    out, without outputs (``NOT_EXECUTED``).
+   A notebook that nbval executed in the test run is not executed again: its copy with the outputs nbval
+   received (``build/book/nbval/``, written by the pytest hooks of conftest.py, book/nbval_record.py) goes into
+   the cache instead, if it was executed from the same notebook file, the same ``minimace/``, in quick mode and
+   (notebook 08) with mace-torch. CI runs the tests first, so there each notebook is executed once.
 2. A notebook that imports ``mace`` (the official implementation) runs in the second environment ``.venv-mace``
    through a kernel spec written into the build folder. Where that environment is missing the page is rendered
    without outputs and says so (``make setup-mace`` creates it).
@@ -22,7 +26,6 @@ Any notebook that fails to execute fails the build, with its traceback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -33,6 +36,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nbval_record  # noqa: E402  (book/nbval_record.py: the notebooks nbval executed in the test run)
+from nbval_record import package_fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "book"
@@ -135,12 +142,15 @@ def execute_one(path: str, kernel: str) -> tuple[str, dict, float, str | None]:
     return path, result.nb, result.time, result.exc_string
 
 
-def package_fingerprint(root: Path = ROOT) -> str:
-    """SHA-256 of the package's files: outputs computed by another version of minimace are not reused."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in (root / "minimace").rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+def store(cache, executed: nbformat.NotebookNode, source: nbformat.NotebookNode, path: str, seconds: float) -> int:
+    """Put an executed notebook into the cache (widgets frozen); return how many widgets were frozen."""
+    from jupyter_cache.base import CacheBundleIn
+
+    executed.metadata["kernelspec"] = source.metadata.get("kernelspec", {})  # the hash uses it
+    frozen = freeze_widgets(executed)
+    cache.cache_notebook_bundle(CacheBundleIn(executed, path, data={"execution_seconds": seconds}),
+                                check_validity=False, overwrite=True)
+    return frozen
 
 
 def execute_all(paths: list[Path], workers: int = 2) -> dict:
@@ -149,7 +159,6 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict:
     The cache is emptied when the package changed since it was filled (its key is the code of the notebook only).
     """
     from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
 
     status = json.loads(STATUS.read_text()) if STATUS.exists() else {}
     fingerprint = package_fingerprint()
@@ -157,7 +166,7 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict:
         shutil.rmtree(CACHE, ignore_errors=True)
         status = {"_package": fingerprint}
     cache = get_cache(str(CACHE))
-    todo = []
+    todo, reused = [], []
     for path in paths:
         rel = str(path.relative_to(ROOT))
         why = next((why for pattern, why in NOT_EXECUTED.items() if path.match(pattern)), None)
@@ -175,8 +184,20 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict:
             record = cache.match_cache_notebook(nb)
             status[rel] = {"executed": True, "seconds": record.data.get("execution_seconds"), "kernel": kernel,
                            "cached": True}
+            continue
         except KeyError:
+            pass
+        executed = nbval_record.load(path, package=fingerprint, mace=kernel == MACE_KERNEL)
+        if executed is None:
             todo.append((path, kernel, nb))
+            continue
+        seconds = executed.metadata.pop(nbval_record.KEY)["seconds"]
+        store(cache, executed, nb, str(path), seconds)
+        status[rel] = {"executed": True, "seconds": seconds, "kernel": kernel, "cached": False, "by": "nbval"}
+        reused.append(rel)
+    if reused:
+        print(f"{len(reused)} notebook(s) executed by nbval in the test run, outputs taken from "
+              f"{nbval_record.RECORDS.relative_to(ROOT)}: {', '.join(Path(r).stem for r in reused)}", flush=True)
     if any(kernel == MACE_KERNEL for _, kernel, _ in todo):
         write_mace_kernel()
     errors = []
@@ -191,10 +212,7 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict:
                 errors.append(f"--- {rel} failed to execute:\n{error}")
                 status.pop(rel, None)
                 continue
-            executed.metadata["kernelspec"] = source.metadata.get("kernelspec", {})  # the hash uses it
-            frozen = freeze_widgets(executed)
-            cache.cache_notebook_bundle(CacheBundleIn(executed, path, data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
+            frozen = store(cache, executed, source, path, seconds)
             status[rel] = {"executed": True, "seconds": seconds, "kernel": kernel, "cached": False}
             print(f"executed {rel} in {seconds:.1f} s ({kernel}{f', {frozen} widget(s) frozen' if frozen else ''})",
                   flush=True)
