@@ -31,6 +31,20 @@ if importlib.util.find_spec("mace") is None:
     collect_ignore_glob = ["notebooks/08_*"]
 
 
+# Scheduled first: the comparisons with mace-torch are one test that runs the whole of tests/mace/ and notebook 08
+# in .venv-mace, the longest test of the suite (~12 % of its time); started last, the other worker idles meanwhile.
+FIRST = ("tests/test_mace_environment.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put the files of ``FIRST`` first (order only: every test still runs; with xdist each file stays whole)."""
+    def rank(item):
+        path = Path(str(item.fspath)).resolve()
+        return 0 if any(path == ROOT / first for first in FIRST) else 1
+
+    items.sort(key=rank)  # stable: the order within each group is kept
+
+
 # --- nbval: the notebooks' kernels and their executed copies for the website (book/nbval_record.py) ----------
 
 def _nbval_record():
