@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib.util
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -65,6 +65,16 @@ def kernel_environment(root: Path = ROOT):
         os.environ.update(saved)
 
 
+def mace_torch_installed() -> bool:
+    """True where the official implementation is installed (its distribution, not any ``mace`` on sys.path:
+    pytest puts tests/ there, whose tests/mace/ would pass for a namespace package)."""
+    try:
+        importlib.metadata.version("mace-torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _state(nbfile) -> dict:
     """What has been recorded so far for the notebook of nbval's collector ``nbfile``."""
     return nbfile.__dict__.setdefault(KEY, {"outputs": {}, "seconds": 0.0, "failed": False})
@@ -77,7 +87,7 @@ def kernel_starting(nbfile) -> None:
         target.unlink()
     _state(nbfile).update(source_sha256=file_sha256(Path(str(nbfile.fspath))), package=package_fingerprint(),
                           quick=os.environ.get("MINIMACE_QUICK", ""),
-                          mace=importlib.util.find_spec("mace") is not None)
+                          mace=mace_torch_installed())
 
 
 def cell_done(item, report) -> None:
