@@ -27,7 +27,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .atomic_basis import AtomicBasis
-from .message import SymmetricContraction, element_order
+from .message import SymmetricContraction
 from .one_particle import ChemicalEmbedding, EdgeEmbedding
 from .readout import AtomicEnergies, LinearReadout, NonLinearReadout, ScaleShift
 from .so3 import Irrep, Irreps
@@ -209,26 +209,24 @@ class MACE(torch.nn.Module):
         vectors = self.edge_vectors(batch, positions, displacement)  # [n_edges, 3]
         Y, radial = self.edge_embedding(vectors)  # [n_edges, (lmax+1)**2], [n_edges, n_bessel]
         h = self.embedding(species)  # [n_nodes, k]
-        order = element_order(species, self.num_elements)
         node_inter = torch.zeros_like(h[:, 0])
         for basis, message, update, readout in zip(self.atomic_bases, self.messages, self.updates, self.readouts):
             A = basis(h, species, Y, radial, batch["edge_index"], chunk_size=self.chunk_size)  # [n_nodes, k·d]
-            m = self._message(message, A, species, order)  # [n_nodes, out_irreps.dim]
+            m = self._message(message, A, species)  # [n_nodes, out_irreps.dim]
             h = update(m, h, species)  # [n_nodes, out_irreps.dim]
             node_inter = node_inter + readout(h)  # [n_nodes]
         return self.atomic_energies(species).to(node_inter.dtype) + self.scale_shift(node_inter)
 
-    def _message(self, message, A: torch.Tensor, species: torch.Tensor, order) -> torch.Tensor:
+    def _message(self, message, A: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """m = message(A) (Eqs. 10-11), over chunks of atoms under gradient checkpointing if ``chunk_size`` is set."""
         n_nodes = A.shape[0]
         node_chunk = None if self.chunk_size is None else max(1, self.chunk_size // 16)
         if node_chunk is None or n_nodes <= node_chunk:
-            return message(A, species, order)
+            return message(A, species)
         parts = []
         for start in range(0, n_nodes, node_chunk):
             c = slice(start, start + node_chunk)
-            order_c = element_order(species[c], self.num_elements)
-            parts.append(checkpoint(message, A[c], species[c], order_c, use_reentrant=False))
+            parts.append(checkpoint(message, A[c], species[c], use_reentrant=False))
         return torch.cat(parts, dim=0)
 
     def forward(self, batch: dict, compute_forces: bool = True, compute_stress: bool = False,

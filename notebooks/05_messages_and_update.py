@@ -27,7 +27,7 @@ if "google.colab" in sys.modules:
 # - how MACE turns the symmetric B-functions of one atom into its **message**
 #   $m_{i,kLM} = \sum_\nu \sum_\eta W_{z_i kL,\eta} B^{(\nu)}_{i,\eta kLM}$ (Eq. 11), with weights that depend on
 #   the element $z_i$ of the receiving atom;
-# - why the module never forms the $d^\nu$ product basis (a Horner-like recursion gives the same numbers);
+# - why the module forms only the distinct entries of the $d^\nu$ product basis, with the same numbers;
 # - the **update** $h^{(t+1)}_{i,kLM} = \sum_{\tilde k} W_{kL,\tilde k}\, m_{i,\tilde kLM}
 #   + \sum_{\tilde k} W_{z_i kL,\tilde k}\, h^{(t)}_{i,\tilde kLM}$ (Eq. 12): a linear map per irrep plus an
 #   element-dependent residual;
@@ -49,7 +49,6 @@ import torch
 
 from minimace.data import DataError, average_num_neighbors
 from minimace.datasets import bundled, load_shared
-from minimace.message import element_order
 from minimace.model import MACE
 from minimace.symmetric import b_functions, count_couplings
 from minimace.testing import assert_equivariant
@@ -163,21 +162,24 @@ def message_by_the_equation(msg, A, species):
     return torch.cat(out, dim=-1)                                      # [n_atoms, Σ_L k(2L+1)]
 
 m_eq = message_by_the_equation(msg, A, species)
-m = msg(A_flat, species, element_order(species, model.num_elements))  # the module
+m = msg(A_flat, species)                                # the module
 print("m (Eq. 11)", tuple(m.shape), "| max |module − equation| =", (m - m_eq).abs().max().item())
 assert torch.allclose(m, m_eq, atol=1e-12, rtol=1e-12)
 
 # %% [markdown]
 # *Line ↔ equation*: `c.weights[nu-1][species]` is $W^{(\nu)}_{z_i kL,\eta}$ — one weight per element of the
-# **receiving** atom, path $\eta$ and channel $k$. The module computes the same numbers with the Horner-like recursion
-# $c^{(\nu)} = (T^{(\nu)} + c^{(\nu+1)}) \cdot A$ with $T^{(\nu)} = \mathcal C^{(\nu)} W^{(\nu)}$ (see
-# `minimace/message.py`): it never builds the product basis $\prod_\xi A_{i,k l_\xi m_\xi}$.
+# **receiving** atom, path $\eta$ and channel $k$. The module computes the same sums with fewer products: the product
+# $\prod_\xi A_{i,k l_\xi m_\xi}$ does not depend on the order of its factors, so it is formed once per sorted index
+# tuple $i_1 \le \dots \le i_\nu$, with $\mathcal C$ summed over the orderings of each tuple, and only for the tuples
+# that $\mathcal C$ couples to (see `minimace/message.py`).
 
 # %%
 for nu in (1, 2, 3):
-    print(f"ν={nu}: product basis per atom and channel has d^ν = {d ** nu:5d} entries; "
-          f"coupling paths for L=0: {count_couplings(2, nu, 0, 1)}")
-assert count_couplings(2, 3, 0, 1) < d ** 3
+    n_tuples = getattr(contraction, f"monomials_{nu}").shape[0]         # sorted tuples the module forms for L=0
+    print(f"ν={nu}: product basis per atom and channel has d^ν = {d ** nu:5d} entries, {n_tuples:3d} of them "
+          f"formed for L=0; coupling paths for L=0: {count_couplings(2, nu, 0, 1)}")
+    assert count_couplings(2, nu, 0, 1) <= n_tuples <= d ** nu
+assert getattr(contraction, "monomials_3").shape[0] < d ** 3
 
 # %% [markdown]
 # ## 5. The message is equivariant
@@ -186,7 +188,7 @@ assert count_couplings(2, 3, 0, 1) < d ** 3
 # parity of $1o$ flips its sign). It is also permutation equivariant: relabelling atoms relabels messages.
 
 # %%
-report = assert_equivariant(lambda A, z: msg(A, z, element_order(z, model.num_elements)), (A_flat, species),
+report = assert_equivariant(msg, (A_flat, species),
                             (str(msg.irreps_in), None), str(msg.irreps_out),
                             atoms_in=("atoms", "atoms"), atoms_out="atoms")
 print(report)
@@ -197,7 +199,7 @@ print(report)
 
 # %%
 def bad_message(A, z):
-    m = msg(A, z, element_order(z, model.num_elements))
+    m = msg(A, z)
     return m * (1 + 0.1 * torch.arange(len(z), dtype=m.dtype))[:, None]
 
 try:
@@ -243,7 +245,7 @@ assert torch.allclose(h1, h1_eq, atol=1e-12)
 
 # %%
 A2 = model.atomic_bases[1](h1, species, Y, radial, batch["edge_index"])       # Eq. 8, layer 2
-m2 = model.messages[1](A2, species, element_order(species, model.num_elements))  # Eq. 11, layer 2
+m2 = model.messages[1](A2, species)                                           # Eq. 11, layer 2
 update2 = model.updates[1]
 h2 = update2(m2, h1, species)                                                 # Eq. 12, layer 2
 residual = update2.self_connection(h1, species)                               # Σ W_{z_i} h^(1)
@@ -277,7 +279,7 @@ print(assert_equivariant(middle, (h1, h1.flip(0), species), (irreps_h, irreps_h,
                          atoms_in=("atoms", "atoms", "atoms"), atoms_out="atoms"))
 
 def layer_1_after_A(A_flat, z):
-    return model.updates[0](msg(A_flat, z, element_order(z, model.num_elements)), model.embedding(z), z)
+    return model.updates[0](msg(A_flat, z), model.embedding(z), z)
 
 print(assert_equivariant(layer_1_after_A, (A_flat, species), (str(msg.irreps_in), None), irreps_h,
                          atoms_in=("atoms", "atoms"), atoms_out="atoms"))

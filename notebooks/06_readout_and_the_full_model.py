@@ -46,7 +46,6 @@ from minimace.body_order import (body_order, body_order_table, many_body_terms, 
 from minimace.data import DataError, average_num_neighbors
 from minimace.datasets import bundled, bundled_e0s, load_shared, shared_e0s
 from minimace.graph import batch_graphs
-from minimace.message import element_order
 from minimace.model import MACE
 
 QUICK = os.environ.get("MINIMACE_QUICK", "0") == "1"
@@ -93,11 +92,11 @@ Y, radial = model.edge_embedding(r_ij)
 show("Y_lm(r̂_ij)", Y, "φ, inside Eq. 8")
 show("j_n(r_ij) f_p(r_ij)", radial, "φ, inside Eq. 8 (App. A.5)")
 h = show("h^(0) = W_{z_i}", model.embedding(z), "chemical embedding")
-order, E_inter, hs = element_order(z, model.num_elements), torch.zeros(9, dtype=dtype), []
+E_inter, hs = torch.zeros(9, dtype=dtype), []
 for t, basis in enumerate(model.atomic_bases):
     show(f"R^({t+1})_kl(r_ij)  radial MLP", basis.radial_mlp(radial), "Eq. 8 (App. A.5)")
     A = show(f"A^({t+1})_i  {basis.target_irreps}", basis(h, z, Y, radial, batch["edge_index"]), "Eq. 8")
-    m = show(f"m^({t+1})_i  {model.messages[t].irreps_out}", model.messages[t](A, z, order), "Eqs. 10-11")
+    m = show(f"m^({t+1})_i  {model.messages[t].irreps_out}", model.messages[t](A, z), "Eqs. 10-11")
     h = show(f"h^({t+1})_i", model.updates[t](m, h, z), "Eq. 12")
     R_t = show(f"R_{t+1}(h^({t+1})_i)", model.readouts[t](h), "Eq. 13")
     E_inter, hs = E_inter + R_t, hs + [h]

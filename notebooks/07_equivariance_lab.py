@@ -62,7 +62,6 @@ from minimace.data import DataError, average_num_neighbors
 from minimace.datasets import bundled, load_shared
 from minimace.figures import chain_atoms, receptive_field_experiment, receptive_field_figure
 from minimace.graph import atoms_to_graph, batch_graphs
-from minimace.message import element_order
 from minimace.model import MACE
 from minimace.one_particle import EdgeEmbedding
 from minimace.so3 import Irreps
@@ -141,7 +140,7 @@ def stage_specs(model):
         b, msg, up, ro = model.atomic_bases[t], model.messages[t], model.updates[t], model.readouts[t]
         yield (f"A^({t+1})  (Eq. 8)", f"atomic_bases.{t}", b, (str(b.node_irreps), None, SH, "0e", None),
                str(b.target_irreps), ("atoms", "atoms", None, None, "atom_index"), "atoms")
-        yield (f"m^({t+1})  (Eqs. 10-11)", f"messages.{t}", lambda A, z, msg=msg: msg(A, z, element_order(z, n_el)),
+        yield (f"m^({t+1})  (Eqs. 10-11)", f"messages.{t}", msg,
                (str(msg.irreps_in), None), str(msg.irreps_out), ("atoms", "atoms"), "atoms")
         yield (f"h^({t+1})  (Eq. 12)", f"updates.{t}", up, (str(up.irreps_out), str(b.node_irreps), None),
                str(up.irreps_out), ("atoms",) * 3, "atoms")

@@ -17,7 +17,6 @@ import torch
 from minimace.atomic_basis import AtomicBasis
 from minimace.datasets import bundled, load_shared
 from minimace.graph import batch_graphs
-from minimace.message import element_order
 from minimace.model import MACE
 from minimace.one_particle import EdgeEmbedding
 from minimace.so3 import Irreps
@@ -85,7 +84,6 @@ def capture(model, batch):
 def stage_checks(model, batch):
     """(name, fn, args, kinds_in, kinds_out, atoms_in, atoms_out) for every stage of every layer."""
     seen = capture(model, batch)
-    n_el = model.num_elements
     (vectors,), _ = seen["edge_embedding"]
     yield ("edge_embedding (Y, j_n·f_p)", model.edge_embedding, (vectors,), ("cartesian_vectors",),
            (SH, "0e"), ("atoms",), ("atoms", "atoms"))  # "atoms" here: edges, permuted together
@@ -96,8 +94,8 @@ def stage_checks(model, batch):
         yield (f"A^({t}) (Eq. 8)", basis, (h, species, Y, radial, edge_index),
                (str(basis.node_irreps), None, SH, "0e", None), str(basis.target_irreps),
                ("atoms", "atoms", None, None, "atom_index"), "atoms")
-        (A, species, _), _ = seen[f"message{t}"]
-        yield (f"m^({t}) (Eq. 10-11)", lambda A, z, message=message: message(A, z, element_order(z, n_el)),
+        (A, species), _ = seen[f"message{t}"]
+        yield (f"m^({t}) (Eq. 10-11)", message,
                (A, species), (str(message.irreps_in), None), str(message.irreps_out), ("atoms", "atoms"), "atoms")
         (m, h, species), _ = seen[f"update{t}"]
         irreps_h = str(basis.node_irreps)  # h^{(t)}, the input of this layer

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minimace.message import Contraction, SymmetricContraction, element_order
+from minimace.message import Contraction, SymmetricContraction
 from minimace.so3 import Irrep
 from minimace.symmetric import product_basis
 from minimace.testing import assert_equivariant
@@ -38,7 +38,7 @@ def test_recursion_equals_direct_sum(dtype, L, p):
     torch.manual_seed(0)
     c = Contraction(LMAX, Irrep(L, p), 3, N_EL, K).to(dtype)
     A, species = inputs(dtype)
-    m = c(A, species, element_order(species, N_EL))
+    m = c(A, species)
     assert m.shape == (7, K * (2 * L + 1))
     torch.testing.assert_close(m.double(), direct_message(c, A, species), atol=TOL[dtype], rtol=TOL[dtype])
 
@@ -48,8 +48,7 @@ def test_overcomplete_and_nonsymmetric_U_give_the_same_message():
     torch.manual_seed(0)
     c = Contraction(LMAX, Irrep(0, 1), 2, N_EL, K).double()
     A, species = inputs(torch.float64)
-    order = element_order(species, N_EL)
-    m = c(A, species, order)
+    m = c(A, species)
     U, W = c.U(2).clone(), c.weights[1].detach().clone()  # [1, d, d, P], [E, P, K]
     antisym = torch.randn_like(U)
     antisym = antisym - antisym.transpose(1, 2)
@@ -57,12 +56,12 @@ def test_overcomplete_and_nonsymmetric_U_give_the_same_message():
     c.set_U(2, U_new)
     with torch.no_grad():
         c.weights[1].copy_(torch.cat([0.25 * W, 0.75 * W], dim=1))
-    torch.testing.assert_close(c(A, species, order), m, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(c(A, species), m, atol=1e-12, rtol=1e-12)
     # negative control: a non-equivariant change of the symmetric part changes m
     c.set_U(2, U_new + 0.1 * torch.randn_like(U_new))
     with torch.no_grad():
         c.weights[1].copy_(torch.cat([0.25 * W, 0.75 * W], dim=1))
-    assert (c(A, species, order) - m).abs().max() > 1e-3
+    assert (c(A, species) - m).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -74,7 +73,7 @@ def test_symmetric_contraction_is_equivariant(dtype):
     A = torch.cat([A[:, :, l * l : (l + 1) ** 2].reshape(7, -1) for l in range(LMAX + 1)], dim=-1)
 
     def f(A, species):
-        return sc(A, species, element_order(species, N_EL))
+        return sc(A, species)
 
     assert_equivariant(f, (A, species), (irreps_in, None), irreps_out, atoms_in=("atoms", "atoms"),
                        atoms_out="atoms")
@@ -91,7 +90,7 @@ def test_equivariance_check_catches_a_random_coupling_tensor():
     A, species = inputs(torch.float64)
     A = torch.cat([A[:, :, l * l : (l + 1) ** 2].reshape(7, -1) for l in range(LMAX + 1)], dim=-1)
     with pytest.raises(AssertionError):
-        assert_equivariant(lambda A: sc(A, species, element_order(species, N_EL)), (A,), (irreps_in,), irreps_out,
+        assert_equivariant(lambda A: sc(A, species), (A,), (irreps_in,), irreps_out,
                            tests=("rotation",))
 
 

@@ -3,8 +3,9 @@
 - ``ConvTensorProduct.neighbour_sum`` = Σ_j of the per-edge tensor product ``ConvTensorProduct.forward``
   (Eq. 8 as written), values and gradients;
 - ``AtomicBasis.forward`` = the per-edge pipeline linear_up → R(r) → TP → Σ_j → linear / n̄ (→ W_z);
-- ``message.Contraction.forward`` (only the nonzero rows of U multiplied, absent elements skipped, the
-  recursion's steps as product-and-sum) = the recursion with the dense T of every node, values and dm/dA;
+- ``message.Contraction.forward`` (the product basis over sorted index tuples with U folded onto them, only the
+  tuples U couples to) = mace-torch's order of the sums (T = U·W per node, then a recursion over the dense d^ν
+  index), values, dm/dA and dm/dW;
 - ``MACE.chunk_size`` (edge and atom chunks under gradient checkpointing) = no chunking: energies, forces,
   stress and training gradients.
 
@@ -181,8 +182,8 @@ def test_chunk_checker_fails_on_a_broken_chunked_path(monkeypatch):
 
 # ----------------------------------------------------------------------------- symmetric contraction
 def plain_message(c, A, species):
-    """Eq. 11 by the recursion of message.py with the dense T^{(ν)} = U^{(ν)} · W^{(ν)} of every element
-    gathered per node and batched matrix-vector products (no sparse rows, no element grouping)."""
+    """Eq. 11 by mace-torch's order of the sums: T^{(ν)} = U^{(ν)} · W^{(ν)} (dense U) gathered per node, then the
+    Horner-like recursion c^(ν) = Σ_i (T^(ν) + c^(ν+1))_i A_i over the full d^ν index (no sorted tuples, no folding)."""
     n, k, d = A.shape
     T = [torch.einsum("qp,epk->ekq", c.U(nu).reshape(-1, c.U(nu).shape[-1]), c.weights[nu - 1]).reshape(
         c.weights[nu - 1].shape[0], k, -1, d)[species] for nu in range(1, c.correlation + 1)]  # [n, k, M·d^(ν-1), d]
@@ -192,35 +193,58 @@ def plain_message(c, A, species):
     return m.reshape(n, -1)
 
 
+def check_contraction(c, A, species, dtype):
+    """Values and gradients (w.r.t. A and every W^{(ν)}) of the module equal :func:`plain_message`."""
+    out, ref = c(A, species), plain_message(c, A, species)
+    assert_close_rel(out, ref, TOL[dtype], "value")
+    probe = torch.randn(ref.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    inputs = [A, *c.weights]
+    g_out, g_ref = (torch.autograd.grad((x * probe).sum(), inputs) for x in (out, ref))
+    for name, a, b in zip(["A"] + [f"W^({nu})" for nu in range(1, c.correlation + 1)], g_out, g_ref):
+        assert_close_rel(a, b, TOL[dtype], f"gradient w.r.t. {name}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("L", ["0e", "1o", "2e"])
 def test_contraction_equals_plain_form(dtype, L):
-    """Sparse rows of U, elements absent from the structure skipped, product-and-sum steps: same m and dm/dA."""
-    from minimace.message import Contraction, element_order
+    """Product basis over sorted tuples with the folded U, per-node W: same m, dm/dA and dm/dW."""
+    from minimace.message import Contraction
 
     torch.manual_seed(0)
     c = Contraction(3, L, 3, 4, 5).to(dtype)
     species = torch.tensor([2, 0, 2, 2, 0])  # elements 1 and 3 absent
     A = torch.randn(5, 5, 16, dtype=dtype, requires_grad=True)
-    out, ref = c(A, species, element_order(species, 4)), plain_message(c, A, species)
-    assert_close_rel(out, ref, TOL[dtype], "value")
-    probe = torch.randn(ref.shape, dtype=dtype)
-    g_out, g_ref = (torch.autograd.grad((x * probe).sum(), A)[0] for x in (out, ref))
-    assert_close_rel(g_out, g_ref, TOL[dtype], "gradient w.r.t. A")
+    check_contraction(c, A, species, dtype)
 
 
-def test_contraction_rows_follow_a_loaded_U():
-    """The nonzero rows of U are recomputed when a state dict replaces U; negative control: stale rows differ."""
-    from minimace.message import Contraction, element_order
+def test_contraction_checker_fails_on_a_broken_fold():
+    """Negative control: a folded U that counts each sorted tuple once (not once per ordering) must fail."""
+    from minimace.message import Contraction
+
+    torch.manual_seed(0)
+    c = Contraction(2, "0e", 3, 2, 3).double()
+    A = torch.randn(4, 3, 9, dtype=torch.float64, requires_grad=True)
+    species = torch.tensor([0, 1, 1, 0])
+    check_contraction(c, A, species, torch.float64)  # the checker passes on the module as it is
+    U = c.U(3)
+    tuples = c.monomials_3  # [S, 3] sorted
+    c.U_sym_3 = U[:, tuples[:, 0], tuples[:, 1], tuples[:, 2]].transpose(1, 2).reshape(-1, tuples.shape[0])
+    with pytest.raises(AssertionError):
+        check_contraction(c, A, species, torch.float64)
+
+
+def test_contraction_fold_follows_a_loaded_U():
+    """The folded U is recomputed when a state dict replaces U; negative control: a stale fold differs."""
+    from minimace.message import Contraction
 
     torch.manual_seed(0)
     a, b = Contraction(2, "1o", 2, 2, 3).double(), Contraction(2, "1o", 2, 2, 3).double()
     with torch.no_grad():
-        b.U_2.copy_(torch.randn_like(b.U_2))  # dense: every row nonzero
+        b.U_2.copy_(torch.randn_like(b.U_2))  # dense and not symmetric: every tuple coupled
     a.load_state_dict(b.state_dict())
     species = torch.tensor([0, 1, 1])
     A = torch.randn(3, 3, 9, dtype=torch.float64)
-    assert_close_rel(a(A, species, element_order(species, 2)), plain_message(b, A, species), TOL[torch.float64], "m")
+    assert_close_rel(a(A, species), plain_message(b, A, species), TOL[torch.float64], "m")
     exact = Contraction(2, "1o", 2, 2, 3).double()
-    a.rows_2, a.U_rows_2 = exact.rows_2, b.U_2.reshape(-1, b.U_2.shape[-1])[exact.rows_2]  # stale rows
-    assert (a(A, species, element_order(species, 2)) - plain_message(b, A, species)).abs().max() > 1e-3
+    a.monomials_2, a.U_sym_2 = exact.monomials_2, exact.U_sym_2  # stale fold
+    assert (a(A, species) - plain_message(b, A, species)).abs().max() > 1e-3

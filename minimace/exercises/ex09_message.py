@@ -20,8 +20,8 @@ For one output irrep $L$ (here `1o`, $2L + 1 = 3$ components), write `message(B,
 and return $m_{i,kM}$ with shape `[N, K, 2L+1]`.
 
 The checker builds $B$ from a random atomic basis $A$ with `minimace.symmetric.b_functions` and compares your
-message with the package's `minimace.message.Contraction` (mace-torch's recursive evaluation, which never forms
-$B$) given the same weights; it then checks that the message rotates as `1o` when $A$ rotates. Its inputs have
+message with the package's `minimace.message.Contraction` (which forms $B$ from the distinct entries of the product
+basis only) given the same weights; it then checks that the message rotates as `1o` when $A$ rotates. Its inputs have
 $N = 7$ atoms, $K = 4$ channels and 3 components, so an answer with two axes swapped is caught.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from ..message import Contraction, element_order
+from ..message import Contraction
 from ..symmetric import b_functions
 from ._check import (DTYPES, expect_close, expect_equivariant, expect_shape, first_match, make_hint,
                      run_checks)
@@ -77,7 +77,7 @@ def check(fn, verbose: bool = True):
             B, W = features(A, contraction), weights(contraction)
             out = fn(B, W, species)
             with torch.no_grad():
-                ref = contraction(A, species, element_order(species, N_ELEMENTS)).reshape(N_ATOMS, K, -1)
+                ref = contraction(A, species).reshape(N_ATOMS, K, -1)
             expect_shape(out, tuple(ref.shape), "the message", AXES)
             if dtype == torch.float64 and out.dtype == dtype:
                 terms = [torch.einsum("nkmp,npk->nkm", b, w[species]) for b, w in zip(B, W)]  # one per ν
