@@ -48,6 +48,14 @@ def test_errors(c: torch.Tensor, test: dict) -> dict:
             "E_RMSE_meV": 1000 * float(dE.pow(2).mean().sqrt()), "F_RMSE_meV_per_A": 1000 * float(dF.pow(2).mean().sqrt())}
 
 
+def error_table(rows, label: str) -> list[str]:
+    """Markdown lines of a table: ``row[label]``, size, chosen λ and the four test errors of every row."""
+    lines = [f"| {label} | n_basis | λ | test E MAE (meV) | test F MAE (meV/Å) | test E RMSE (meV) | test F RMSE (meV/Å) |",
+             "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r[label]} | {r['n_basis']} | {r['lambda']:.0e} | {r['E_MAE_meV']:.2f} | "
+                    f"{r['F_MAE_meV_per_A']:.2f} | {r['E_RMSE_meV']:.2f} | {r['F_RMSE_meV_per_A']:.2f} |" for r in rows]
+
+
 def subset(data: dict, mask: torch.Tensor) -> dict:
     """The normal equations / rows of the columns in ``mask``."""
     out = {}
@@ -148,12 +156,8 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     lines = [f"Linear ACE ablation, rMD17 {args.name}: {len(train)} train + {len(valid)} validation, "
-             f"{len(test)} test configurations; λ chosen on the validation set for every row.", "",
-             "| variant | n_basis | λ | test E MAE (meV) | test F MAE (meV/Å) | test E RMSE (meV) | test F RMSE (meV/Å) |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['variant']} | {r['n_basis']} | {r['lambda']:.0e} | {r['E_MAE_meV']:.2f} | "
-                     f"{r['F_MAE_meV_per_A']:.2f} | {r['E_RMSE_meV']:.2f} | {r['F_RMSE_meV_per_A']:.2f} |")
+             f"{len(test)} test configurations; λ chosen on the validation set for every row.", ""]
+    lines += error_table(rows, "variant")
     lines += ["", "λ scan of the recipe (test errors shown for information only; the choice uses validation):", "",
               "| λ | validation E RMSE (meV/√atom) | validation F RMSE (meV/Å) | test E MAE (meV) | test F MAE (meV/Å) |",
               "|---|---|---|---|---|"]

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from ace_ablation import Design
+from ace_ablation import Design, error_table
 from minimace.ace import load_protocol, peak_rss_gib
 
 SUPERSET = dict(r_max=5.0, n_max=16, l_max=4, max_degree=(16, 15, 11), radial="bessel", r_0=1.0)
@@ -55,11 +55,8 @@ def main(argv=None):
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     lines = [f"Linear ACE, rMD17 {args.name}: 950 train + 50 validation, {len(test)} test configurations; one "
-             f"superset design ({SUPERSET}), sub-bases by total degree per order; ridge prior, λ on validation.", "",
-             "| D_1, D_2, D_3 | n_basis | λ | test E MAE (meV) | test F MAE (meV/Å) | test E RMSE (meV) | test F RMSE (meV/Å) |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['degrees']} | {r['n_basis']} | {r['lambda']:.0e} | {r['E_MAE_meV']:.2f} | {r['F_MAE_meV_per_A']:.2f} | "
-              f"{r['E_RMSE_meV']:.2f} | {r['F_RMSE_meV_per_A']:.2f} |" for r in rows]
+             f"superset design ({SUPERSET}), sub-bases by total degree per order; ridge prior, λ on validation.", ""]
+    lines += error_table([{**r, "D_1, D_2, D_3": tuple(r["degrees"])} for r in rows], "D_1, D_2, D_3")
     lines += ["", f"{result['wall_seconds']:.0f} s wall, {result['cpu_seconds']:.0f} s CPU, peak RSS "
               f"{result['peak_rss_GiB']:.1f} GiB, {result['torch_threads']} thread(s)."]
     with open(args.out.rsplit(".", 1)[0] + ".md", "w") as f:

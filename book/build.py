@@ -39,7 +39,6 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nbval_record  # noqa: E402  (book/nbval_record.py: the notebooks nbval executed in the test run)
-from nbval_record import package_fingerprint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "book"
@@ -161,7 +160,7 @@ def execute_all(paths: list[Path], workers: int = 2) -> dict:
     from jupyter_cache import get_cache
 
     status = json.loads(STATUS.read_text()) if STATUS.exists() else {}
-    fingerprint = package_fingerprint()
+    fingerprint = nbval_record.package_fingerprint()
     if status.get("_package") != fingerprint:
         shutil.rmtree(CACHE, ignore_errors=True)
         status = {"_package": fingerprint}

@@ -26,9 +26,10 @@ Command line (rMD17 protocol from the shared data folder: 950 train + 50 validat
     python -m minimace.ace ethanol                       # n_max 12, l_max 4, degrees (12, 12, 11): 13335 coefficients
     python -m minimace.ace aspirin --n-test 200 --max-degree 8 10 8   # a smaller basis
 
-Limitations: the fit forms the normal matrix of size (n_elements · num_basis)² (two of them, then the regularised
-matrix and its in-place Cholesky factor): 13335 coefficients need about 3 GiB; the cost of the force rows grows
-with edges × coefficients — fine for molecules of tens of atoms, slow for large periodic cells.
+Limitations: the fit holds two matrices of size (n_elements · num_basis)² at a time (G_E and G_F while they are
+accumulated, then G and its in-place Cholesky factor): 2 × 1.4 GiB for the 13335 coefficients of the defaults
+(4.2 GiB peak measured); the cost of the force rows grows with edges × coefficients — fine for molecules of tens of
+atoms, slow for large periodic cells.
 """
 
 from __future__ import annotations
@@ -522,17 +523,18 @@ class LinearACE:
         blocks = list(self._blocks(graphs, batch_size))
         return {key: torch.cat([b[k] for b in blocks]) for k, key in enumerate(("XE", "yE", "XF", "yF"))}
 
-    def regulariser(self, normal: dict, prior: str = "smoothness", prior_p: float = 4.0, columns=None) -> torch.Tensor:
+    def regulariser(self, diag: torch.Tensor, prior: str = "smoothness", prior_p: float = 4.0,
+                    columns=None) -> torch.Tensor:
         """Diagonal Γ² of the penalty λ Σ Γ²_η c_η² ([n_feat]), scaled so that λ is relative to mean(diag G).
+
+        ``diag``: the diagonal of the weighted normal matrix G = w_E² G_E + w_F² G_F ([n_feat]).
 
         ``"smoothness"``: Γ_η ∝ γ_η (:meth:`ACEBasis.smoothness`), the features in their own units;
         ``"ridge"``: Γ²_η = G_ηη (ridge on unit-normalised columns); ``"scaled_smoothness"``: Γ²_η = G_ηη γ²_η.
-        ``columns``: boolean mask of the features that ``normal`` holds (a sub-basis), default all.
-        Only the diagonals of ``normal["GE"]``, ``normal["GF"]`` are used (matrices or their diagonals).
+        ``columns``: boolean mask of the features that ``diag`` holds (a sub-basis), default all.
         """
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        diag = sum(g if g.dim() == 1 else g.diagonal() for g in (normal["GE"], normal["GF"]))  # diagonals or matrices
         gamma2 = self.basis.smoothness(prior_p).repeat(len(self.basis.atomic_numbers)) ** 2  # [n_feat]
         if columns is not None:
             gamma2 = gamma2[columns]
@@ -562,8 +564,7 @@ class LinearACE:
         lambdas = [float(lam) for lam in (lambdas if lambdas is not None else 10.0 ** np.arange(-12.0, -1.0))]
         we2, wf2 = energy_weight**2, forces_weight**2
         b = we2 * normal["bE"] + wf2 * normal["bF"]
-        weighted = {"GE": we2 * normal["GE"].diagonal(), "GF": wf2 * normal["GF"].diagonal()}  # diagonals suffice
-        reg = self.regulariser(weighted, prior, prior_p, columns)
+        reg = self.regulariser(we2 * normal["GE"].diagonal() + wf2 * normal["GF"].diagonal(), prior, prior_p, columns)
         if overwrite:
             G = normal["GF"].mul_(wf2).add_(normal.pop("GE"), alpha=we2)
         else:
