@@ -260,19 +260,28 @@ class ACEBasis(torch.nn.Module):
             T.append(2.0 * x * T[-1] - T[-2])  # Chebyshev recursion T_{n+1} = 2x T_n - T_{n-1}
         return torch.cat(T[: self.n_max], dim=-1) * self.cutoff(lengths)  # [n_edges, n_max]
 
+    def edge_radial_angular(self, vectors, species_i, species_j) -> torch.Tensor:
+        """R_n(r_ij) Y_lm(r̂_ij) of every edge, before the neighbour element is attached: [n_edges, n_max, d].
+
+        ``vectors`` [n_edges, 3] (r_j − r_i + shift), element indices of the centre and the neighbour [n_edges]
+        (they choose the transform scale r_0 of ``radial="agnesi"``).
+        """
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)  # [n_edges, 1]
+        r_0 = self.pair_r_0.to(lengths.dtype)[species_i, species_j][:, None]  # [n_edges, 1]
+        radial = self.radial_functions(lengths, r_0)  # [n_edges, n_max]
+        Y = spherical_harmonics(self.l_max, vectors, normalize=True)  # [n_edges, d]
+        return radial[:, :, None] * Y[:, None, :]  # [n_edges, n_max, d]
+
     def edge_basis(self, vectors, species_i, species_j) -> torch.Tensor:
         """One-particle basis φ_{(n, z), lm}(r_ij) = R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} of every edge (the summand of Eq. 9).
 
         ``vectors`` [n_edges, 3] (r_j − r_i + shift), element indices of the centre and the neighbour
         [n_edges] -> [n_edges, n_max * n_elements, (l_max + 1)²], channel k = n * n_elements + z_j.
         """
-        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)  # [n_edges, 1]
-        r_0 = self.pair_r_0.to(lengths.dtype)[species_i, species_j][:, None]  # [n_edges, 1]
-        radial = self.radial_functions(lengths, r_0)  # [n_edges, n_max]
-        Y = spherical_harmonics(self.l_max, vectors, normalize=True)  # [n_edges, d]
-        onehot = torch.nn.functional.one_hot(species_j, len(self.atomic_numbers)).to(Y.dtype)
-        phi = radial[:, :, None, None] * onehot[:, None, :, None] * Y[:, None, None, :]
-        return phi.reshape(len(vectors), -1, Y.shape[-1])  # [n_edges, n_max * n_el, d]
+        phi = self.edge_radial_angular(vectors, species_i, species_j)  # [n_edges, n_max, d]
+        onehot = torch.nn.functional.one_hot(species_j, len(self.atomic_numbers)).to(phi.dtype)
+        phi = phi[:, :, None, :] * onehot[:, None, :, None]  # [n_edges, n_max, n_el, d]
+        return phi.reshape(len(vectors), -1, phi.shape[-1])  # [n_edges, n_max * n_el, d]
 
     def atomic_basis(self, positions, atomic_numbers, edge_index, shifts) -> torch.Tensor:
         """A_{i, (n, z), lm} = Σ_j R_n(r_ij) Y_lm(r̂_ij) δ_{z z_j} (Eq. 9): [n_atoms, n_max * n_elements, d]."""
@@ -322,7 +331,41 @@ class ACEBasis(torch.nn.Module):
         return torch.cat(out, dim=1)  # [n_atoms, num_basis]
 
 
-def design_matrix(basis: ACEBasis, batch: dict, forces: bool, edge_chunk: int = 4096):
+def _partial_positions(basis: ACEBasis) -> torch.Tensor:
+    """Where each partial ∂B_w/∂A_{(n, z), lm} sits in one atom's matrix D [n_el, num_basis, n_max * d]: flat indices.
+
+    The order is that of :meth:`ACEBasis.group_partials`, group by group and factor by factor, each P_ξ
+    [n_f, n_inv, 2l_ξ+1] flattened; the row of member f, invariant q is its B column w = offset + f n_inv + q.
+    """
+    n_el, d = len(basis.atomic_numbers), (basis.l_max + 1) ** 2
+    n_d, out, offset = basis.n_max * d, [], 1  # column 0, the constant, has no partials
+    for group in basis.groups.values():
+        n_inv, channels = group.coupling.shape[0], torch.tensor(group.channels)  # [n_f, ν]
+        rows = offset + torch.arange(len(channels))[:, None] * n_inv + torch.arange(n_inv)  # [n_f, n_inv]
+        for xi, l in enumerate(group.ls):
+            n, z = channels[:, xi] // n_el, channels[:, xi] % n_el  # [n_f]
+            flat = (z[:, None, None] * basis.num_basis + rows[:, :, None]) * n_d + n[:, None, None] * d
+            out.append((flat + torch.arange(l * l, (l + 1) ** 2)).reshape(-1))  # [n_f * n_inv * (2l+1)]
+        offset += n_inv * len(channels)
+    return torch.cat(out)
+
+
+def _neighbours_by_element(i, j, species, n_atoms):
+    """The edges i → j grouped by the neighbour's element z and padded per centre atom.
+
+    Returns, for each z, (edges [E_z] sorted by i, slot p [E_z] of each in its atom's list, M_z = max slots).
+    """
+    out = []
+    for z in range(int(species.max()) + 1 if len(species) else 0):
+        edges = (species[j] == z).nonzero()[:, 0]
+        edges = edges[torch.argsort(i[edges], stable=True)]  # [E_z], by centre atom
+        counts = torch.bincount(i[edges], minlength=n_atoms)  # [N]
+        slot = torch.arange(len(edges)) - (torch.cumsum(counts, 0) - counts)[i[edges]]  # [E_z]
+        out.append((edges, slot, int(counts.max()) if len(edges) else 0))
+    return out
+
+
+def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 8):
     """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch.
 
     X_{g, (z, η)} = Σ_{i ∈ g, z_i = z} B_{i,η}. The force rows use the product rule instead of one derivative
@@ -330,6 +373,11 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, edge_chunk: int = 
     e = (i → j) (P_ξ from :meth:`ACEBasis.group_partials`), atom j receives ∂B_i/∂r_j = T_e and atom i
     ∂B_i/∂r_i = −T_e. The cost is a few B evaluations, not 3 N of them (:func:`design_matrix_jvp` is the
     automatic-differentiation reference).
+
+    The sum over ξ and m is one matrix product per atom and neighbour element z: the partials of ``atom_chunk``
+    atoms are laid out as D_i [num_basis, n_max d] (the block of the A channels of element z, mostly zeros) and
+    multiplied with ∂φ/∂r of the atom's neighbours of element z (padded to the largest count): dense BLAS on
+    a sparse D does more flops than needed but runs much faster than many small contractions.
     """
     species = basis.z_to_index[batch["atomic_numbers"]]  # [N]
     n_graphs, n_el, n_atoms = len(batch["ptr"]) - 1, len(basis.atomic_numbers), len(species)
@@ -337,41 +385,51 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, edge_chunk: int = 
     if not forces:
         B = basis(batch["positions"], batch["atomic_numbers"], batch["edge_index"], batch["shifts"])
         return B.new_zeros(n_graphs * n_el, B.shape[1]).index_add(0, owner, B).reshape(n_graphs, -1), None
-    positions = batch["positions"]
-    i, j = batch["edge_index"]
+    positions, (i, j) = batch["positions"], batch["edge_index"]
     vectors = positions[j] - positions[i] + batch["shifts"]  # [E, 3]
+    W, d = basis.num_basis, (basis.l_max + 1) ** 2
+    n_d = basis.n_max * d
 
     def phi_of(v):
-        return basis.edge_basis(v, species[i], species[j])  # [E, K, d]
+        return basis.edge_radial_angular(v, species[i], species[j])  # [E, n_max, d]
 
     # every edge's φ depends on its own vector only: one tangent e_α on all edges gives ∂φ_e/∂r_ij,α
     units = torch.eye(3, dtype=positions.dtype)[:, None, :].expand(3, len(i), 3)  # [α, E, 3]
     phi, dphi = torch.func.vmap(lambda t: torch.func.jvp(phi_of, (vectors,), (t,)), out_dims=(None, 0))(units)
-    dphi = dphi.permute(1, 2, 3, 0)  # [E, K, d, α]
-    A = torch.zeros((n_atoms,) + phi.shape[1:], dtype=phi.dtype).index_add(0, i, phi)  # [N, K, d]
-    B_cols = [A.new_ones(n_atoms, 1)]
-    J = A.new_zeros(n_atoms, n_el, basis.num_basis, 3)  # −∂X/∂r_a, by atom a, centre element slot and column
-    column = 1  # the constant has no derivative
+    dphi = dphi.reshape(3, len(i), n_d).transpose(0, 1)  # [E, α, n_d]
+    A = phi.new_zeros(n_atoms * n_el, basis.n_max, d).index_add(0, i * n_el + species[j], phi)  # Eq. 9
+    A = A.reshape(n_atoms, n_el, basis.n_max, d).transpose(1, 2).reshape(n_atoms, -1, d)  # [N, K, d], k = n n_el + z
+    B_cols, P_cols = [A.new_ones(n_atoms, 1)], []
     for group in basis.groups.values():
         B, partials = basis.group_partials(group, A)  # [N, n_f, n_inv], [N, n_f, n_inv, 2l_ξ+1]
-        width = B.shape[1] * B.shape[2]
-        B_cols.append(B.reshape(n_atoms, width))
-        channels = torch.tensor(group.channels)  # [n_f, ν]
-        block = A.new_zeros(n_atoms, n_el, width, 3)
-        for start in range(0, len(i), edge_chunk):
-            e = slice(start, start + edge_chunk)
-            T = 0.0
-            for xi, (P, l) in enumerate(zip(partials, group.ls)):
-                g = dphi[e][:, channels[:, xi], l * l : (l + 1) ** 2]  # [e, n_f, 2l+1, α]
-                T = T + torch.einsum("efqm,efma->efqa", P[i[e]], g)  # ∂B_i/∂r_ij [e, n_f, n_inv, α]
-            T = T.reshape(-1, width, 3)
-            block.index_put_((j[e], species[i[e]]), -T, accumulate=True)  # J = −∂X/∂r_j
-            block.index_put_((i[e], species[i[e]]), T, accumulate=True)  # −∂X/∂r_i = +T
-        J[:, :, column : column + width] = block
-        column += width
-    B = torch.cat(B_cols, dim=1)  # [N, num_basis]
-    X = B.new_zeros(n_graphs * n_el, B.shape[1]).index_add(0, owner, B).reshape(n_graphs, -1)
-    return X, J.permute(0, 3, 1, 2).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
+        B_cols.append(B.reshape(n_atoms, -1))
+        P_cols += [P.reshape(n_atoms, -1) for P in partials]
+    B, P = torch.cat(B_cols, dim=1), torch.cat(P_cols, dim=1)  # [N, W], [N, nnz]
+    where = _partial_positions(basis)  # [nnz] into D [n_el, W, n_d]
+    neighbours = _neighbours_by_element(i, j, species, n_atoms)
+    padded = []
+    for edges, slot, width in neighbours:  # ∂φ/∂r of the neighbours of element z, [N, M_z, α, n_d]
+        g = dphi.new_zeros(n_atoms, width, 3, n_d)
+        g[i[edges], slot] = dphi[edges]
+        padded.append(g)
+    J = A.new_zeros(n_atoms, n_el, 3, W)  # −∂X/∂r_a by atom a, centre element slot, α and column
+    D = A.new_zeros(min(atom_chunk, n_atoms), n_el, W, n_d)  # zero again after every chunk (only where written)
+    for a0 in range(0, n_atoms, atom_chunk):
+        a1 = min(a0 + atom_chunk, n_atoms)
+        Dc = D[: a1 - a0]
+        Dc.view(a1 - a0, -1).index_add_(1, where, P[a0:a1])  # D_i[z, w, n d + lm] = ∂B_iw/∂A_i,(n,z),lm
+        for z, (edges, slot, width) in enumerate(neighbours):
+            if width == 0:
+                continue
+            T = padded[z][a0:a1].reshape(a1 - a0, width * 3, n_d) @ Dc[:, z].transpose(1, 2)  # [n_c, M_z α, W]
+            T = T.reshape(a1 - a0, width, 3, W)  # T_e = ∂B_i/∂r_ij of the atom's neighbours, padding zeros
+            J[torch.arange(a0, a1), species[a0:a1]] += T.sum(1)  # −∂X/∂r_i = +Σ_e T_e
+            lo, hi = torch.searchsorted(i[edges], torch.tensor([a0, a1]))
+            e = edges[lo:hi]
+            J.index_put_((j[e], species[i[e]]), -T[i[e] - a0, slot[lo:hi]], accumulate=True)  # −∂X/∂r_j
+        Dc.view(a1 - a0, -1).index_fill_(1, where, 0.0)
+    X = B.new_zeros(n_graphs * n_el, W).index_add(0, owner, B).reshape(n_graphs, -1)
+    return X, J.permute(0, 2, 1, 3).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
 
 
 def design_matrix_jvp(basis: ACEBasis, batch: dict, forces: bool, chunk_size: int = 9):

@@ -258,7 +258,7 @@ def test_product_rule_force_rows_match_autodiff(ethanol, system):
         assert graphs[0]["shifts"].abs().sum() > 0  # edges through periodic images
     basis = ACEBasis(elements, **dict(AGNESI, r_max=3.0 if system == "water_box" else 5.0)).double()
     batch = batch_graphs(graphs)
-    X, J = design_matrix(basis, batch, forces=True, edge_chunk=50)  # several edge chunks
+    X, J = design_matrix(basis, batch, forces=True, atom_chunk=5)  # several atom chunks
     X_ref, J_ref = design_matrix_jvp(basis, batch, forces=True)
     assert (X - X_ref).abs().max() < 1e-10 * (1 + X_ref.abs().max())
     assert (J - J_ref).abs().max() < 1e-10 * (1 + J_ref.abs().max())
