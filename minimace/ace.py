@@ -331,23 +331,32 @@ class ACEBasis(torch.nn.Module):
         return torch.cat(out, dim=1)  # [n_atoms, num_basis]
 
 
-def _partial_positions(basis: ACEBasis) -> torch.Tensor:
-    """Where each partial ∂B_w/∂A_{(n, z), lm} sits in one atom's matrix D [n_el, num_basis, n_max * d]: flat indices.
+def _partial_layout(basis: ACEBasis):
+    """Where each partial ∂B_w/∂A_{(n, z), lm} goes in the compact per-atom blocks D_{z,n} [W_{z,n}, d].
 
-    The order is that of :meth:`ACEBasis.group_partials`, group by group and factor by factor, each P_ξ
+    The partials are those of :meth:`ACEBasis.group_partials`, group by group and factor by factor, each P_ξ
     [n_f, n_inv, 2l_ξ+1] flattened; the row of member f, invariant q is its B column w = offset + f n_inv + q.
+    Block (z, n) keeps only the W_{z,n} columns w with a factor in channel (n, z), sorted. Returns the flat
+    position of every partial in the blocks laid end to end [nnz], and per block (z, n, first row, columns w).
     """
     n_el, d = len(basis.atomic_numbers), (basis.l_max + 1) ** 2
-    n_d, out, offset = basis.n_max * d, [], 1  # column 0, the constant, has no partials
+    key, lm, offset = [], [], 1  # key = (z n_max + n) W + w; column 0, the constant, has no partials
     for group in basis.groups.values():
         n_inv, channels = group.coupling.shape[0], torch.tensor(group.channels)  # [n_f, ν]
         rows = offset + torch.arange(len(channels))[:, None] * n_inv + torch.arange(n_inv)  # [n_f, n_inv]
         for xi, l in enumerate(group.ls):
-            n, z = channels[:, xi] // n_el, channels[:, xi] % n_el  # [n_f]
-            flat = (z[:, None, None] * basis.num_basis + rows[:, :, None]) * n_d + n[:, None, None] * d
-            out.append((flat + torch.arange(l * l, (l + 1) ** 2)).reshape(-1))  # [n_f * n_inv * (2l+1)]
+            block = (channels[:, xi] % n_el) * basis.n_max + channels[:, xi] // n_el  # [n_f]: (z, n)
+            k = block[:, None, None] * basis.num_basis + rows[:, :, None]  # [n_f, n_inv, 1]
+            key.append(k.expand(-1, -1, 2 * l + 1).reshape(-1))
+            lm.append(torch.arange(l * l, (l + 1) ** 2).repeat(k.numel()))
         offset += n_inv * len(channels)
-    return torch.cat(out)
+    keys, rank = torch.unique(torch.cat(key), sorted=True, return_inverse=True)  # rows of all blocks, in order
+    blocks, first = [], 0
+    for b, count in zip(*torch.unique_consecutive(keys // basis.num_basis, return_counts=True)):
+        z, n = divmod(int(b), basis.n_max)
+        blocks.append((z, n, first, keys[first : first + count] % basis.num_basis))
+        first += int(count)
+    return rank * d + torch.cat(lm), len(keys), blocks
 
 
 def _neighbours_by_element(i, j, species, n_atoms):
@@ -365,7 +374,7 @@ def _neighbours_by_element(i, j, species, n_atoms):
     return out
 
 
-def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 8):
+def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 64):
     """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch.
 
     X_{g, (z, η)} = Σ_{i ∈ g, z_i = z} B_{i,η}. The force rows use the product rule instead of one derivative
@@ -374,10 +383,10 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
     ∂B_i/∂r_i = −T_e. The cost is a few B evaluations, not 3 N of them (:func:`design_matrix_jvp` is the
     automatic-differentiation reference).
 
-    The sum over ξ and m is one matrix product per atom and neighbour element z: the partials of ``atom_chunk``
-    atoms are laid out as D_i [num_basis, n_max d] (the block of the A channels of element z, mostly zeros) and
-    multiplied with ∂φ/∂r of the atom's neighbours of element z (padded to the largest count): dense BLAS on
-    a sparse D does more flops than needed but runs much faster than many small contractions.
+    The sum over ξ and m runs as small dense matrix products: the partials of ``atom_chunk`` atoms are laid
+    out as one block D_{z,n} [W_{z,n}, d] per A channel (n, z), holding only the W_{z,n} B columns with a factor
+    in that channel (:func:`_partial_layout`), and each block is multiplied with ∂φ_{n,lm}/∂r of the atom's
+    neighbours of element z, padded to the largest count (:func:`_neighbours_by_element`).
     """
     species = basis.z_to_index[batch["atomic_numbers"]]  # [N]
     n_graphs, n_el, n_atoms = len(batch["ptr"]) - 1, len(basis.atomic_numbers), len(species)
@@ -405,31 +414,31 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
         B_cols.append(B.reshape(n_atoms, -1))
         P_cols += [P.reshape(n_atoms, -1) for P in partials]
     B, P = torch.cat(B_cols, dim=1), torch.cat(P_cols, dim=1)  # [N, W], [N, nnz]
-    where = _partial_positions(basis)  # [nnz] into D [n_el, W, n_d]
+    where, n_rows, blocks = _partial_layout(basis)  # [nnz] into the blocks D_{z,n}, one [W_zn, d] each
     neighbours = _neighbours_by_element(i, j, species, n_atoms)
     padded = []
-    for edges, slot, width in neighbours:  # ∂φ/∂r of the neighbours of element z, [N, M_z, α, n_d]
-        g = dphi.new_zeros(n_atoms, width, 3, n_d)
-        g[i[edges], slot] = dphi[edges]
-        padded.append(g)
-    J = A.new_zeros(n_atoms, n_el, 3, W)  # −∂X/∂r_a by atom a, centre element slot, α and column
-    D = A.new_zeros(min(atom_chunk, n_atoms), n_el, W, n_d)  # zero again after every chunk (only where written)
+    for edges, slot, width in neighbours:  # ∂φ/∂r of the neighbours of element z, [N, n_max, M_z α, d]
+        g = dphi.new_zeros(n_atoms, width, 3, basis.n_max, d)
+        g[i[edges], slot] = dphi[edges].reshape(-1, 3, basis.n_max, d)
+        padded.append(g.permute(0, 3, 1, 2, 4).reshape(n_atoms, basis.n_max, width * 3, d))
+    J = A.new_zeros(n_atoms, n_el, W, 3)  # −∂X/∂r_a by atom a, centre element slot, column and α
     for a0 in range(0, n_atoms, atom_chunk):
         a1 = min(a0 + atom_chunk, n_atoms)
-        Dc = D[: a1 - a0]
-        Dc.view(a1 - a0, -1).index_add_(1, where, P[a0:a1])  # D_i[z, w, n d + lm] = ∂B_iw/∂A_i,(n,z),lm
+        D = P.new_zeros(a1 - a0, n_rows * d).index_add_(1, where, P[a0:a1]).reshape(a1 - a0, n_rows, d)
+        T = [D.new_zeros(a1 - a0, W, width * 3) for _, _, width in neighbours]  # T_e = ∂B_i/∂r_ij, [n_c, W, M_z α]
+        for z, n, first, rows in blocks:  # Σ_lm D_i[w, (n, z), lm] ∂φ_(n, lm)(r_ij)/∂r_ij: one product per block
+            if neighbours[z][2]:
+                T[z].index_add_(1, rows, D[:, first : first + len(rows)] @ padded[z][a0:a1, n].transpose(1, 2))
         for z, (edges, slot, width) in enumerate(neighbours):
             if width == 0:
                 continue
-            T = padded[z][a0:a1].reshape(a1 - a0, width * 3, n_d) @ Dc[:, z].transpose(1, 2)  # [n_c, M_z α, W]
-            T = T.reshape(a1 - a0, width, 3, W)  # T_e = ∂B_i/∂r_ij of the atom's neighbours, padding zeros
-            J[torch.arange(a0, a1), species[a0:a1]] += T.sum(1)  # −∂X/∂r_i = +Σ_e T_e
+            Tz = T[z].reshape(a1 - a0, W, width, 3)  # padding slots are zero
+            J[torch.arange(a0, a1), species[a0:a1]] += Tz.sum(2)  # −∂X/∂r_i = +Σ_e T_e
             lo, hi = torch.searchsorted(i[edges], torch.tensor([a0, a1]))
             e = edges[lo:hi]
-            J.index_put_((j[e], species[i[e]]), -T[i[e] - a0, slot[lo:hi]], accumulate=True)  # −∂X/∂r_j
-        Dc.view(a1 - a0, -1).index_fill_(1, where, 0.0)
+            J.index_put_((j[e], species[i[e]]), -Tz[i[e] - a0, :, slot[lo:hi]], accumulate=True)  # −∂X/∂r_j
     X = B.new_zeros(n_graphs * n_el, W).index_add(0, owner, B).reshape(n_graphs, -1)
-    return X, J.permute(0, 2, 1, 3).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
+    return X, J.permute(0, 3, 1, 2).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
 
 
 def design_matrix_jvp(basis: ACEBasis, batch: dict, forces: bool, chunk_size: int = 9):
