@@ -500,6 +500,8 @@ def _regularised_solve(G: torch.Tensor, b: torch.Tensor, penalty: torch.Tensor, 
     """
     from scipy.linalg.lapack import dpotrf, dpotrs
 
+    if not bool((G.diagonal() + penalty > 0).all()):
+        return None  # a non-positive diagonal: not positive definite
     d = (G.diagonal() + penalty).sqrt()  # [n]
     torch.div(G, d[:, None], out=work)
     work /= d[None, :]
@@ -510,6 +512,33 @@ def _regularised_solve(G: torch.Tensor, b: torch.Tensor, penalty: torch.Tensor, 
         return None
     x, info = dpotrs(L, (b / d).numpy(), lower=1)
     return None if info != 0 else torch.from_numpy(x) / d
+
+
+def _solve_from_upper(F: np.ndarray, diag: torch.Tensor, b: torch.Tensor, penalty: torch.Tensor, block: int = 1024):
+    """c = (G + diag(penalty))⁻¹ b in the memory of G alone: the Cholesky factor lives in the lower triangle.
+
+    ``F`` [n, n], Fortran-ordered, holds G in its strict upper triangle (``diag``: G's diagonal, kept aside).
+    The lower triangle is rebuilt from the upper one, scaled to unit diagonal (Jacobi), and factorised in
+    place (LAPACK potrf/potrs, which read and write the lower triangle only), so the upper triangle survives
+    for the next λ. Returns None if the matrix is not positive definite.
+    """
+    from scipy.linalg.lapack import dpotrf, dpotrs
+
+    if not bool((diag + penalty > 0).all()):
+        return None  # a non-positive diagonal: not positive definite
+    d = (diag + penalty).sqrt().numpy()  # [n]
+    n, inv = len(d), 1.0 / d
+    for c0 in range(0, n, block):
+        c1 = min(c0 + block, n)
+        F[c1:, c0:c1] = F[c0:c1, c1:].T * inv[c1:, None] * inv[None, c0:c1]  # below the diagonal block
+        tile, low = F[c0:c1, c0:c1], np.tril_indices(c1 - c0, -1)
+        tile[low] = tile.T[low] * inv[c0:c1][low[0]] * inv[c0:c1][low[1]]
+        tile[np.diag_indices(c1 - c0)] = 1.0  # (G_ii + penalty_i) / d_i²
+    L, info = dpotrf(F, lower=1, overwrite_a=1, clean=0)  # a Fortran-ordered float64 array: no copy
+    if info != 0:
+        return None
+    x, info = dpotrs(L, (b.numpy() * inv), lower=1)
+    return None if info != 0 else torch.from_numpy(x * inv)
 
 
 PRIORS = ("smoothness", "ridge", "scaled_smoothness")
@@ -562,16 +591,29 @@ class LinearACE:
         for X, y_e, J, y_f in self._blocks(graphs, batch_size):
             yield torch.cat([energy_weight * X, forces_weight * J]), torch.cat([energy_weight * y_e, forces_weight * y_f]), None
 
-    def normal_equations(self, graphs, batch_size=50) -> dict:
+    def normal_equations(self, graphs, batch_size=50, weights=None) -> dict:
         """Normal matrices of the energy and force rows, accumulated batch by batch (never the whole design matrix).
 
         Returns ``{"GE", "bE", "GF", "bF"}``: G_E = Σ X^T X / n_atoms, b_E = Σ X^T (E − ΣE0) / n_atoms over the
         configurations, G_F = Σ J^T J, b_F = Σ J^T F over the force components ([n_feat, n_feat] and [n_feat]).
         With weights w_E, w_F the weighted problem is G = w_E² G_E + w_F² G_F, b = w_E² b_E + w_F² b_F.
         The Gram matrices are updated by BLAS ``syrk`` (one triangle: half the flops of ``J.T @ J``).
+
+        ``weights=(w_E, w_F)``: accumulate the weighted G and b directly, one n_feat² matrix instead of two
+        (``{"G_upper", "b", "weights"}``: G in the upper triangle of a Fortran-ordered array, which
+        :meth:`solve` consumes, factorising every λ in the lower triangle of the same memory).
         """
         from scipy.linalg.blas import dsyrk
 
+        if weights is not None:
+            (w_e, w_f), G, b = weights, None, None
+            for X, y_e, J, y_f in self._blocks(graphs, batch_size):
+                if G is None:
+                    G, b = np.zeros((X.shape[1],) * 2, order="F"), torch.zeros(X.shape[1], dtype=torch.float64)
+                rows = torch.cat([w_e * X, w_f * J])  # [B + 3N, n_feat]
+                G = dsyrk(1.0, rows.numpy().T, beta=1.0, c=G, lower=0, overwrite_c=1)  # upper triangle
+                b += w_e**2 * (X.T @ y_e) + w_f**2 * (J.T @ y_f)
+            return {"G_upper": G, "b": b, "weights": (float(w_e), float(w_f))}
         GE = GF = bE = bF = None
         for X, y_e, J, y_f in self._blocks(graphs, batch_size):
             if GE is None:
@@ -626,20 +668,37 @@ class LinearACE:
         residual of the validation configurations, the same loss as the fit. ``columns``: see
         :meth:`regulariser`; ``return_all``: also return the solution of every λ (``info["solutions"]``);
         ``overwrite``: form G in the memory of ``normal["GF"]`` and drop ``normal["GE"]`` (peak memory two
-        n_feat² matrices: G and the factorisation's work buffer).
+        n_feat² matrices: G and the factorisation's work buffer). Normal equations weighted when accumulated
+        (``normal_equations(weights=...)``, what :meth:`fit` does) are solved in their own memory, one n_feat²
+        matrix, and consumed; their weights must be ``energy_weight``, ``forces_weight``.
         """
         lambdas = [float(lam) for lam in (lambdas if lambdas is not None else 10.0 ** np.arange(-12.0, -1.0))]
         we2, wf2 = energy_weight**2, forces_weight**2
-        b = we2 * normal["bE"] + wf2 * normal["bF"]
-        reg = self.regulariser(we2 * normal["GE"].diagonal() + wf2 * normal["GF"].diagonal(), prior, prior_p, columns)
-        if overwrite:
-            G = normal["GF"].mul_(wf2).add_(normal.pop("GE"), alpha=we2)
+        if "G_upper" in normal:  # weighted when accumulated: one matrix, consumed
+            if normal["weights"] != (float(energy_weight), float(forces_weight)):
+                raise ValueError(f"the normal equations were weighted with {normal['weights']}, "
+                                 f"not (energy_weight, forces_weight) = ({energy_weight}, {forces_weight})")
+            F, b = normal.pop("G_upper"), normal["b"]
+            diag = torch.from_numpy(F.diagonal().copy())
+            reg = self.regulariser(diag, prior, prior_p, columns)
+
+            def solve_one(penalty):
+                return _solve_from_upper(F, diag, b, penalty)
         else:
-            G = torch.add(normal["GF"] * wf2, normal["GE"], alpha=we2)
+            b = we2 * normal["bE"] + wf2 * normal["bF"]
+            reg = self.regulariser(we2 * normal["GE"].diagonal() + wf2 * normal["GF"].diagonal(), prior, prior_p,
+                                   columns)
+            if overwrite:
+                G = normal["GF"].mul_(wf2).add_(normal.pop("GE"), alpha=we2)
+            else:
+                G = torch.add(normal["GF"] * wf2, normal["GE"], alpha=we2)
+            work = torch.empty_like(G)  # one n_feat² buffer, factorised in place for every λ
+
+            def solve_one(penalty):
+                return _regularised_solve(G, b, penalty, work)
         scores, errors, solutions = [], [], []
-        work = torch.empty_like(G)  # one n_feat² buffer, factorised in place for every λ
         for lam in lambdas:
-            c = _regularised_solve(G, b, lam * reg, work)
+            c = solve_one(lam * reg)
             if c is None:
                 scores.append(float("inf"))
                 errors.append(None)
@@ -650,7 +709,7 @@ class LinearACE:
             errors.append({"E_rmse_meV_per_sqrt_atom": 1000 * float(rE.pow(2).mean().sqrt()),
                            "F_rmse_meV_per_A": 1000 * float(rF.pow(2).mean().sqrt())})
             solutions.append(c)
-        del work
+        solve_one = None  # frees the work buffer or the consumed matrix
         if all(s == float("inf") for s in scores):
             raise RuntimeError("the normal matrix is not positive definite for any λ tried; use larger lambdas")
         best = int(np.argmin(scores))
@@ -686,7 +745,7 @@ class LinearACE:
             self, fitted.
         """
         start, cpu = time.perf_counter(), time.process_time()
-        normal = self.normal_equations(train_graphs, batch_size)
+        normal = self.normal_equations(train_graphs, batch_size, weights=(energy_weight, forces_weight))
         valid = self.validation_rows(valid_graphs, batch_size)
         t_design = time.perf_counter() - start
         c, info = self.solve(normal, valid, energy_weight, forces_weight, lambdas, prior, prior_p, overwrite=True)

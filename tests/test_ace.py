@@ -282,3 +282,49 @@ def test_regularised_solve_in_place_cholesky():
     lower = dsyrk(1.0, A.numpy().T, lower=1)
     assert torch.equal(_symmetric(lower, block=7), _symmetric(dsyrk(1.0, A.numpy().T, lower=1), block=64))
     assert torch.allclose(_symmetric(dsyrk(1.0, A.numpy().T, lower=1), block=7), G, rtol=1e-13, atol=1e-12)
+
+
+def test_solve_in_the_memory_of_the_upper_triangle():
+    """The one-matrix solve equals a dense solve for every λ in turn (the upper triangle survives each
+    factorisation), and reports an indefinite matrix instead of solving it."""
+    from scipy.linalg.blas import dsyrk
+
+    from minimace.ace import _solve_from_upper
+
+    torch.manual_seed(2)
+    A = torch.randn(300, 50, dtype=torch.float64)
+    G, b = A.T @ A, torch.randn(50, dtype=torch.float64)
+    F = dsyrk(1.0, A.numpy().T, lower=0)  # Fortran order, G in the upper triangle, zeros below
+    diag = torch.from_numpy(F.diagonal().copy())
+    for lam in (1e-3, 1e-1, 10.0, 1e-3):
+        penalty = torch.linspace(0.5, 2.0, 50, dtype=torch.float64) * lam
+        c = _solve_from_upper(F, diag, b, penalty, block=16)
+        assert torch.allclose(c, torch.linalg.solve(G + torch.diag(penalty), b), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(torch.from_numpy(np.triu(F, 1)), torch.triu(G, 1), rtol=1e-14, atol=1e-12)
+    shift = float(torch.linalg.eigvalsh(G)[0]) + 1.0  # G - shift I: one negative eigenvalue, positive diagonal
+    assert float(diag.min()) > shift
+    assert _solve_from_upper(F, diag, b, torch.full((50,), -shift, dtype=torch.float64)) is None
+    assert _solve_from_upper(F, diag, b, -2 * diag) is None  # a negative diagonal
+    c = _solve_from_upper(F, diag, b, torch.full((50,), 1e-3, dtype=torch.float64))  # usable after a failure
+    assert torch.allclose(c, torch.linalg.solve(G + 1e-3 * torch.eye(50, dtype=torch.float64), b), rtol=1e-10)
+
+
+def test_weighted_normal_equations_give_the_two_matrix_solution(ethanol):
+    """Accumulating the weighted normal matrix directly (one matrix, what fit does) gives the coefficients of the
+    separate energy and force matrices, and refuses other weights than it was accumulated with."""
+    model = LinearACE([1, 6, 8], **AGNESI)
+    train, valid = ethanol[:6], ethanol[6:9]
+    rows = model.validation_rows(valid)
+    two = model.normal_equations(train)
+    G_two = 900.0 * two["GE"] + two["GF"]
+    one = model.normal_equations(train, weights=(30.0, 1.0))
+    upper = torch.from_numpy(np.triu(one["G_upper"]))
+    assert (upper - torch.triu(G_two)).abs().max() < 1e-12 * G_two.abs().max()
+    assert (one["b"] - (900.0 * two["bE"] + two["bF"])).abs().max() < 1e-12 * one["b"].abs().max()
+    c_two, info_two = model.solve(two, rows, 30.0, 1.0, [1e-4, 1e-2], prior="ridge")
+    with pytest.raises(ValueError, match="weighted with"):
+        model.solve(dict(one), rows, 10.0, 1.0, [1e-8], prior="ridge")
+    c_one, info_one = model.solve(one, rows, 30.0, 1.0, [1e-4, 1e-2], prior="ridge")
+    assert info_one["lambda"] == info_two["lambda"]
+    assert (c_one - c_two).abs().max() < 1e-8 * c_two.abs().max()
+    assert "G_upper" not in one  # consumed
