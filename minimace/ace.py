@@ -374,7 +374,7 @@ def _neighbours_by_element(i, j, species, n_atoms):
     return out
 
 
-def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 64):
+def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 32):
     """Energy rows X [B, n_el * num_basis] and force rows J = −∂X/∂r [N, 3, n_el * num_basis] of a batch.
 
     X_{g, (z, η)} = Σ_{i ∈ g, z_i = z} B_{i,η}. The force rows use the product rule instead of one derivative
@@ -408,12 +408,6 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
     dphi = dphi.reshape(3, len(i), n_d).transpose(0, 1)  # [E, α, n_d]
     A = phi.new_zeros(n_atoms * n_el, basis.n_max, d).index_add(0, i * n_el + species[j], phi)  # Eq. 9
     A = A.reshape(n_atoms, n_el, basis.n_max, d).transpose(1, 2).reshape(n_atoms, -1, d)  # [N, K, d], k = n n_el + z
-    B_cols, P_cols = [A.new_ones(n_atoms, 1)], []
-    for group in basis.groups.values():
-        B, partials = basis.group_partials(group, A)  # [N, n_f, n_inv], [N, n_f, n_inv, 2l_ξ+1]
-        B_cols.append(B.reshape(n_atoms, -1))
-        P_cols += [P.reshape(n_atoms, -1) for P in partials]
-    B, P = torch.cat(B_cols, dim=1), torch.cat(P_cols, dim=1)  # [N, W], [N, nnz]
     where, n_rows, blocks = _partial_layout(basis)  # [nnz] into the blocks D_{z,n}, one [W_zn, d] each
     neighbours = _neighbours_by_element(i, j, species, n_atoms)
     padded = []
@@ -421,10 +415,19 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
         g = dphi.new_zeros(n_atoms, width, 3, basis.n_max, d)
         g[i[edges], slot] = dphi[edges].reshape(-1, 3, basis.n_max, d)
         padded.append(g.permute(0, 3, 1, 2, 4).reshape(n_atoms, basis.n_max, width * 3, d))
-    J = A.new_zeros(n_atoms, n_el, W, 3)  # −∂X/∂r_a by atom a, centre element slot, column and α
+    J = A.new_zeros(n_atoms, 3, n_el, W)  # −∂X/∂r_a by atom a, α, centre element slot and column
+    J_slots = J.permute(0, 2, 1, 3)  # [N, n_el, α, W], the same memory
+    B = A.new_ones(n_atoms, W)  # column 0: the constant
     for a0 in range(0, n_atoms, atom_chunk):
         a1 = min(a0 + atom_chunk, n_atoms)
-        D = P.new_zeros(a1 - a0, n_rows * d).index_add_(1, where, P[a0:a1]).reshape(a1 - a0, n_rows, d)
+        B_cols, P_cols = [], []
+        for group in basis.groups.values():
+            Bg, partials = basis.group_partials(group, A[a0:a1])  # [n_c, n_f, n_inv], [n_c, n_f, n_inv, 2l_ξ+1]
+            B_cols.append(Bg.reshape(a1 - a0, -1))
+            P_cols += [P.reshape(a1 - a0, -1) for P in partials]
+        B[a0:a1, 1:] = torch.cat(B_cols, dim=1)
+        P = torch.cat(P_cols, dim=1)  # [n_c, nnz]
+        D = P.new_zeros(a1 - a0, n_rows * d).index_add_(1, where, P).reshape(a1 - a0, n_rows, d)
         T = [D.new_zeros(a1 - a0, W, width * 3) for _, _, width in neighbours]  # T_e = ∂B_i/∂r_ij, [n_c, W, M_z α]
         for z, n, first, rows in blocks:  # Σ_lm D_i[w, (n, z), lm] ∂φ_(n, lm)(r_ij)/∂r_ij: one product per block
             if neighbours[z][2]:
@@ -433,12 +436,13 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
             if width == 0:
                 continue
             Tz = T[z].reshape(a1 - a0, W, width, 3)  # padding slots are zero
-            J[torch.arange(a0, a1), species[a0:a1]] += Tz.sum(2)  # −∂X/∂r_i = +Σ_e T_e
+            J_slots[torch.arange(a0, a1), species[a0:a1]] += Tz.sum(2).transpose(1, 2)  # −∂X/∂r_i = +Σ_e T_e
             lo, hi = torch.searchsorted(i[edges], torch.tensor([a0, a1]))
             e = edges[lo:hi]
-            J.index_put_((j[e], species[i[e]]), -Tz[i[e] - a0, :, slot[lo:hi]], accumulate=True)  # −∂X/∂r_j
+            J_slots.index_put_((j[e], species[i[e]]), -Tz[i[e] - a0, :, slot[lo:hi]].transpose(1, 2),
+                               accumulate=True)  # −∂X/∂r_j
     X = B.new_zeros(n_graphs * n_el, W).index_add(0, owner, B).reshape(n_graphs, -1)
-    return X, J.permute(0, 3, 1, 2).reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat]
+    return X, J.reshape(n_atoms, 3, -1)  # [B, n_feat], [N, 3, n_feat] (a view)
 
 
 def design_matrix_jvp(basis: ACEBasis, batch: dict, forces: bool, chunk_size: int = 9):
@@ -610,8 +614,8 @@ class LinearACE:
             for X, y_e, J, y_f in self._blocks(graphs, batch_size):
                 if G is None:
                     G, b = np.zeros((X.shape[1],) * 2, order="F"), torch.zeros(X.shape[1], dtype=torch.float64)
-                rows = torch.cat([w_e * X, w_f * J])  # [B + 3N, n_feat]
-                G = dsyrk(1.0, rows.numpy().T, beta=1.0, c=G, lower=0, overwrite_c=1)  # upper triangle
+                G = dsyrk(w_e**2, X.numpy().T, beta=1.0, c=G, lower=0, overwrite_c=1)  # upper triangle
+                G = dsyrk(w_f**2, J.numpy().T, beta=1.0, c=G, lower=0, overwrite_c=1)
                 b += w_e**2 * (X.T @ y_e) + w_f**2 * (J.T @ y_f)
             return {"G_upper": G, "b": b, "weights": (float(w_e), float(w_f))}
         GE = GF = bE = bF = None
