@@ -23,13 +23,13 @@ automatic-differentiation version :func:`design_matrix_jvp` is the reference it 
 
 Command line (rMD17 protocol from the shared data folder: 950 train + 50 validation, test set)::
 
-    python -m minimace.ace ethanol                       # n_max 12, l_max 4, degrees (12, 12, 11): 13335 coefficients
+    python -m minimace.ace ethanol                       # n_max 12, l_max 4, degrees (12, 12, 12, 9): 25626 coefficients
     python -m minimace.ace aspirin --n-test 200 --max-degree 8 10 8   # a smaller basis
 
-Limitations: the fit holds two matrices of size (n_elements · num_basis)² at a time (G_E and G_F while they are
-accumulated, then G and its in-place Cholesky factor): 2 × 1.4 GiB for the 13335 coefficients of the defaults
-(4.2 GiB peak measured); the cost of the force rows grows with edges × coefficients — fine for molecules of tens of
-atoms, slow for large periodic cells.
+Limitations: the fit holds one matrix of size (n_elements · num_basis)², the weighted normal matrix G, and
+factorises it in its own memory for every λ (G kept in the upper triangle, the Cholesky factor in the lower):
+3.7 GiB for 22287 coefficients; the cost of the force rows grows with edges × coefficients — fine for molecules of
+tens of atoms, slow for large periodic cells.
 """
 
 from __future__ import annotations
@@ -856,11 +856,12 @@ def mae_report(model: LinearACE, graphs) -> dict:
 
 RMD17 = {"ethanol": "botnet_ethanol", "aspirin": "rmd17_aspirin"}  # molecule -> shared data set (datasets.py)
 
-# the defaults of the command line: the best settings measured on rMD17 ethanol (docs/linear_ace.md): body order 4,
-# Bessel radial basis, degree n + 1 + l, ridge prior
-RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 12, 11), radial="bessel", r_0=1.0, l_weight=1.0)
+# the defaults of the command line: the best settings measured on rMD17 ethanol within the cost bound of a 2-core
+# laptop (20 minutes, 8 GiB; docs/linear_ace.md, benchmarks/results_ace_basis_ethanol.md): body order 5 (ν ≤ 4),
+# Bessel radial basis, total degree n + 1 + l, ridge prior
+RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 12, 12, 9), radial="bessel", r_0=1.0, l_weight=1.0)
 FIT = dict(energy_weight=30.0, forces_weight=1.0, prior="ridge", prior_p=4.0,
-           lambdas=tuple(float(lam) for lam in 10.0 ** np.arange(-13.0, -5.0)))  # λ relative to mean(diag G)
+           lambdas=tuple(float(lam) for lam in 10.0 ** np.arange(-11.0, -5.0)))  # λ relative to mean(diag G)
 # the recipe of the published fits (ACEpotentials' defaults): total degree with w_L = 1.5, Agnesi-transformed radial
 # basis with one r_0 per element pair, algebraic smoothness prior p = 4 — measured worse here so far
 PUBLISHED_RECIPE = dict(r_max=5.0, n_max=12, l_max=4, max_degree=(12, 11, 9), radial="agnesi", r_0=None,

@@ -328,3 +328,20 @@ def test_weighted_normal_equations_give_the_two_matrix_solution(ethanol):
     assert info_one["lambda"] == info_two["lambda"]
     assert (c_one - c_two).abs().max() < 1e-8 * c_two.abs().max()
     assert "G_upper" not in one  # consumed
+
+
+def test_body_order_five_features_invariant_and_force_rows(ethanol):
+    """ν = 4 (body order 5, the defaults' highest order): invariant B-functions, and product-rule force rows equal
+    to the automatic-differentiation ones."""
+    basis = ACEBasis([1, 6, 8], r_max=5.0, n_max=3, l_max=2, max_degree=(3, 4, 5, 6)).double()
+    assert basis.counts()[4] > 0 and any(len(g.ls) == 4 and max(g.ls) > 0 for g in basis.groups.values())
+    batch = batch_graphs(ethanol[:2])
+    assert_equivariant(_features(basis), (batch,), (BATCH_KINDS,), "0e", atoms_in=(BATCH_ATOMS,), atoms_out="atoms",
+                       permutation=permutation_within_graphs(batch["ptr"]), atol=1e-11)
+    X, J = design_matrix(basis, batch, forces=True, atom_chunk=4)
+    X_ref, J_ref = design_matrix_jvp(basis, batch, forces=True)
+    assert (J - J_ref).abs().max() < 1e-10 * (1 + J_ref.abs().max())
+    key = next(k for k, g in basis.groups.items() if len(g.ls) == 4 and max(g.ls) > 0)
+    basis.groups[key].coupling = torch.randn_like(basis.groups[key].coupling)  # negative control
+    with pytest.raises(AssertionError):
+        assert_equivariant(_features(basis), (batch,), (BATCH_KINDS,), "0e", tests=("rotation",), atol=1e-11)
