@@ -359,13 +359,14 @@ def _partial_layout(basis: ACEBasis):
     return rank * d + torch.cat(lm), len(keys), blocks
 
 
-def _neighbours_by_element(i, j, species, n_atoms):
+def _neighbours_by_element(i, j, species, n_atoms, n_elements):
     """The edges i → j grouped by the neighbour's element z and padded per centre atom.
 
-    Returns, for each z, (edges [E_z] sorted by i, slot p [E_z] of each in its atom's list, M_z = max slots).
+    Returns, for each z < n_elements, (edges [E_z] sorted by i, slot p [E_z] of each in its atom's list,
+    M_z = max slots; 0 for an element absent from the batch).
     """
     out = []
-    for z in range(int(species.max()) + 1 if len(species) else 0):
+    for z in range(n_elements):
         edges = (species[j] == z).nonzero()[:, 0]
         edges = edges[torch.argsort(i[edges], stable=True)]  # [E_z], by centre atom
         counts = torch.bincount(i[edges], minlength=n_atoms)  # [N]
@@ -409,7 +410,7 @@ def design_matrix(basis: ACEBasis, batch: dict, forces: bool, atom_chunk: int = 
     A = phi.new_zeros(n_atoms * n_el, basis.n_max, d).index_add(0, i * n_el + species[j], phi)  # Eq. 9
     A = A.reshape(n_atoms, n_el, basis.n_max, d).transpose(1, 2).reshape(n_atoms, -1, d)  # [N, K, d], k = n n_el + z
     where, n_rows, blocks = _partial_layout(basis)  # [nnz] into the blocks D_{z,n}, one [W_zn, d] each
-    neighbours = _neighbours_by_element(i, j, species, n_atoms)
+    neighbours = _neighbours_by_element(i, j, species, n_atoms, n_el)
     padded = []
     for edges, slot, width in neighbours:  # ∂φ/∂r of the neighbours of element z, [N, n_max, M_z α, d]
         g = dphi.new_zeros(n_atoms, width, 3, basis.n_max, d)

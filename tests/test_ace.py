@@ -248,11 +248,12 @@ def test_command_line_on_any_extxyz(tmp_path):
         main(["--n-train", "10"])  # neither NAME nor --train-file
 
 
-@pytest.mark.parametrize("system", ["ethanol", "water_box"])
+@pytest.mark.parametrize("system", ["ethanol", "ethanol_absent_elements", "water_box"])
 def test_product_rule_force_rows_match_autodiff(ethanol, system):
-    """The product-rule force rows equal the forward-mode derivative rows, also for periodic cells (image shifts)."""
-    if system == "ethanol":
-        graphs, elements = ethanol[:3], [1, 6, 8]
+    """The product-rule force rows equal the forward-mode derivative rows, also for periodic cells (image shifts)
+    and for a basis with elements that the batch lacks (N, F: their neighbour channels and centre slots)."""
+    if system.startswith("ethanol"):
+        graphs, elements = ethanol[:3], [1, 6, 7, 8, 9] if system.endswith("elements") else [1, 6, 8]
     else:
         graphs, elements = [c.to_graph(3.0) for c in bundled("water_box", index=":2")], [1, 8]
         assert graphs[0]["shifts"].abs().sum() > 0  # edges through periodic images
